@@ -1,0 +1,247 @@
+"""The data contract: the four Parquet files every stage reads, and the validator every CLI runs.
+
+It lives in `retrieval`, the package every stage depends on, so that `embed-items`, `label-intents`
+and `train-daian` share one definition. The contract is written out for users in `docs/data.md`.
+
+A violation raises `ContractError` (a ValueError) naming the file, the column, how many rows break
+the rule and the first of them. Nothing is dropped or coerced: a column of the wrong type is an
+error, not a cast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+TABLES = ("items", "users", "behaviors", "impressions")
+ACTIONS = ("click", "cart", "buy")
+# Unix seconds beyond this (year 5138) are almost surely milliseconds or nanoseconds.
+MAX_TS_SECONDS = 100_000_000_000
+SHOW_ROWS = 5  # how many offending rows an error names
+
+
+class ContractError(ValueError):
+    """An input file breaks the data contract (docs/data.md)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One required column: its Arrow type, whether nulls are allowed, and a row rule."""
+
+    name: str
+    type: pa.DataType
+    nullable: bool = False
+    # (description of the rule, function from the column to a boolean "row is bad" array)
+    rule: tuple[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]] | None = None
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+_TS_RULE = ("ts must be unix seconds in [0, 1e11)",
+            lambda c: pc.or_(pc.less(c, 0), pc.greater_equal(c, MAX_TS_SECONDS)))
+
+SCHEMAS: dict[str, tuple[Column, ...]] = {
+    "items": (
+        Column("item_id", pa.int64()),
+        Column("title", pa.string(), nullable=True),
+        Column("image", pa.string(), nullable=True),
+        Column("category_id", pa.int64()),
+        Column("top_category_id", pa.int64()),
+        Column("brand_id", pa.int64()),
+        Column("price", pa.float64(),
+               rule=("price must be finite and >= 0",
+                     lambda c: pc.invert(pc.and_(pc.is_finite(c), pc.greater_equal(c, 0.0))))),
+    ),
+    "users": (Column("user_id", pa.int64()),),
+    "behaviors": (
+        Column("user_id", pa.int64()),
+        Column("item_id", pa.int64()),
+        Column("ts", pa.int64(), rule=_TS_RULE),
+        Column("action", pa.string(),
+               rule=(f"action must be one of {list(ACTIONS)}",
+                     lambda c: pc.invert(pc.is_in(c, value_set=pa.array(ACTIONS))))),
+    ),
+    "impressions": (
+        Column("request_id", pa.int64()),
+        Column("user_id", pa.int64()),
+        Column("ts", pa.int64(), rule=_TS_RULE),
+        Column("trigger_item_id", pa.int64()),
+        Column("page", pa.int32(), rule=("page must be >= 1 (pages are 1-based)",
+                                         lambda c: pc.less(c, 1))),
+        Column("position", pa.int32(), rule=("position must be >= 0", lambda c: pc.less(c, 0))),
+        Column("item_id", pa.int64()),
+        Column("clicked", pa.int8(), rule=("clicked must be 0 or 1",
+                                           lambda c: pc.invert(pc.is_in(c, value_set=pa.array([0, 1], pa.int8()))))),
+    ),
+}
+UNIQUE_KEYS = {"items": "item_id", "users": "user_id"}
+
+
+def _label(source: str | Path | None, name: str) -> str:
+    return str(source) if source is not None else f"{name}.parquet"
+
+
+def _rows_text(rows: np.ndarray, offset: int) -> str:
+    shown = (rows[:SHOW_ROWS] + offset).tolist()
+    return f"first row(s) {shown}" if rows.size else ""
+
+
+def _fail(label: str, column: str, what: str, rows: np.ndarray, offset: int,
+          values: list | None = None) -> None:
+    msg = f"{label}: column '{column}': {rows.size} row(s) {what}; {_rows_text(rows, offset)}"
+    if values is not None:
+        msg += f" (values {values[:SHOW_ROWS]})"
+    raise ContractError(msg)
+
+
+def _bad_rows(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else np.asarray(mask)
+    return np.flatnonzero(np.asarray(arr, dtype=bool))
+
+
+def _check_type(label: str, col: Column, actual: pa.DataType) -> None:
+    ok = _is_string(actual) if _is_string(col.type) else actual == col.type
+    if not ok:
+        raise ContractError(
+            f"{label}: column '{col.name}' has type {actual}, the contract requires {col.type} "
+            f"(cast it explicitly when writing the file; nothing is coerced on read)")
+
+
+def profile_columns(schema: pa.Schema) -> list[str]:
+    """The users table's profile columns: every int64 column besides user_id, in file order."""
+    return [f.name for f in schema if f.name != "user_id" and f.type == pa.int64()]
+
+
+def validate_table(table: pa.Table | pa.RecordBatch | str | Path, name: str,
+                   source: str | Path | None = None, row_offset: int = 0) -> pa.Table:
+    """Check a table (or a Parquet file) against the contract for `name`; return it unchanged.
+
+    `source` names the file in errors; `row_offset` makes row numbers absolute when a caller checks
+    a file batch by batch.
+    """
+    if name not in SCHEMAS:
+        raise ValueError(f"unknown table {name!r}; expected one of {list(TABLES)}")
+    if isinstance(table, (str, Path)):
+        return read_table(table, name)
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    label = _label(source, name)
+    missing = [c.name for c in SCHEMAS[name] if c.name not in table.column_names]
+    if missing:
+        raise ContractError(f"{label}: missing required column(s) {missing}; "
+                            f"found {table.column_names}")
+    for col in SCHEMAS[name]:
+        data = table.column(col.name)
+        _check_type(label, col, data.type)
+        if not col.nullable and data.null_count:
+            _fail(label, col.name, "are null", _bad_rows(pc.is_null(data)), row_offset)
+        if col.rule is not None:
+            what, bad = col.rule
+            mask = pc.fill_null(bad(data), False)
+            rows = _bad_rows(mask)
+            if rows.size:
+                values = pc.take(data, pa.array(rows[:SHOW_ROWS])).to_pylist()
+                _fail(label, col.name, f"break the rule: {what}", rows, row_offset, values)
+    if name == "items":
+        title_empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(table.column("title")), ""), True)
+        no_picture = pc.is_null(table.column("image"))
+        rows = _bad_rows(pc.and_(title_empty, no_picture))
+        if rows.size:
+            _fail(label, "title", "have neither a title nor a picture", rows, row_offset,
+                  pc.take(table.column("item_id"), pa.array(rows[:SHOW_ROWS])).to_pylist())
+    if name in UNIQUE_KEYS:
+        _check_unique(label, table.column(UNIQUE_KEYS[name]), UNIQUE_KEYS[name], row_offset)
+    return table
+
+
+def _check_unique(label: str, data: pa.ChunkedArray, column: str, row_offset: int) -> None:
+    ids = data.to_numpy()
+    order = np.argsort(ids, kind="stable")
+    dup_sorted = np.flatnonzero(ids[order][1:] == ids[order][:-1]) + 1
+    if dup_sorted.size:
+        rows = np.sort(order[dup_sorted])
+        _fail(label, column, "repeat an id that must be unique", rows, row_offset,
+              ids[rows[:SHOW_ROWS]].tolist())
+
+
+def read_table(path: str | Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file and validate it against the contract for `name`.
+
+    `columns` restricts what is returned (the required columns are always checked).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+    validate_table(table, name, source=path)
+    return table.select(columns) if columns is not None else table
+
+
+def iter_validated_batches(path: str | Path, name: str, batch_size: int = 1 << 20,
+                           columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a large Parquet file in record batches, validating each with absolute row numbers.
+
+    Uniqueness of item/user ids is not checked across batches here; those tables are small enough
+    for `read_table`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+    offset = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        validate_table(batch, name, source=path, row_offset=offset)
+        offset += batch.num_rows
+        yield batch.select(columns) if columns is not None else batch
+
+
+def check_references(ids: np.ndarray, known: np.ndarray, label: str, column: str,
+                     target: str, row_offset: int = 0) -> None:
+    """Raise if some `ids` (a column of `label`) are absent from `known` (the ids of `target`)."""
+    ids = np.asarray(ids)
+    known = np.sort(np.asarray(known))
+    pos = np.minimum(np.searchsorted(known, ids), max(known.size - 1, 0))
+    bad = known[pos] != ids if known.size else np.ones(ids.shape, bool)
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        _fail(label, column, f"refer to ids absent from {target}", rows, row_offset,
+              ids[rows[:SHOW_ROWS]].tolist())
+
+
+def validate_dataset(folder: str | Path) -> dict[str, int]:
+    """Validate the four files of a dataset folder and the references between them.
+
+    Returns the row count of each table.
+    """
+    folder = Path(folder)
+    items = read_table(folder / "items.parquet", "items", columns=["item_id"])
+    users = read_table(folder / "users.parquet", "users", columns=["user_id"])
+    item_ids = items.column("item_id").to_numpy()
+    user_ids = users.column("user_id").to_numpy()
+    counts = {"items": items.num_rows, "users": users.num_rows}
+    refs = {"behaviors": (("user_id", user_ids, "users.parquet"), ("item_id", item_ids, "items.parquet")),
+            "impressions": (("user_id", user_ids, "users.parquet"), ("item_id", item_ids, "items.parquet"),
+                            ("trigger_item_id", item_ids, "items.parquet"))}
+    for name, checks in refs.items():
+        path = folder / f"{name}.parquet"
+        offset = 0
+        for batch in iter_validated_batches(path, name):
+            for column, known, target in checks:
+                check_references(batch.column(column).to_numpy(), known, str(path), column,
+                                 target, offset)
+            offset += batch.num_rows
+        counts[name] = offset
+    return counts
