@@ -1,0 +1,191 @@
+"""The simulated world's vocabulary: category tree, complementary leaf pairs, colours, materials, styles.
+
+Plain data, no logic. Names are real shopping words so that a text model (MiniLM, Qwen) sees the
+same relatedness the latent vectors plant: toothbrush and toothpaste are both oral care and are
+bought together; a toothbrush and a hoodie have nothing in common.
+"""
+from __future__ import annotations
+
+# Top category -> (words naming it in titles, leaf list, sizes, picture shape primitive).
+# Each leaf: (canonical name, title synonyms, median price in currency units).
+TOP_CATEGORIES: tuple[dict, ...] = (
+    dict(name="oral care", words=("oral care", "dental care", "teeth care"), shape="rect",
+         sizes=("single", "2-pack", "3-pack", "travel size"),
+         leaves=(("toothbrush", ("toothbrush", "tooth brush", "soft toothbrush"), 6.0),
+                 ("toothpaste", ("toothpaste", "tooth paste", "whitening toothpaste"), 4.0),
+                 ("dental floss", ("dental floss", "floss picks", "tooth floss"), 3.5),
+                 ("mouthwash", ("mouthwash", "mouth rinse", "oral rinse"), 5.0))),
+    dict(name="kitchen", words=("kitchen", "cookware", "cooking"), shape="circle",
+         sizes=("20 cm", "24 cm", "28 cm", "32 cm"),
+         leaves=(("frying pan", ("frying pan", "skillet", "non-stick pan"), 30.0),
+                 ("saucepan", ("saucepan", "cooking pot", "sauce pot"), 28.0),
+                 ("chef knife", ("chef knife", "kitchen knife", "cook's knife"), 25.0),
+                 ("cutting board", ("cutting board", "chopping board", "carving board"), 15.0),
+                 ("spatula", ("spatula", "turner", "cooking spatula"), 7.0))),
+    dict(name="phones", words=("mobile phone", "smartphone accessories", "phone"), shape="rounded",
+         sizes=("mini", "standard", "plus", "max"),
+         leaves=(("smartphone", ("smartphone", "mobile phone", "cell phone"), 350.0),
+                 ("phone case", ("phone case", "phone cover", "protective case"), 12.0),
+                 ("phone charger", ("phone charger", "fast charger", "USB-C charger"), 18.0),
+                 ("screen protector", ("screen protector", "tempered glass film", "screen guard"), 9.0))),
+    dict(name="footwear", words=("footwear", "shoes", "shoe"), shape="ellipse",
+         sizes=("EU 38", "EU 40", "EU 42", "EU 44"),
+         leaves=(("running shoes", ("running shoes", "jogging shoes", "trainers"), 70.0),
+                 ("sneakers", ("sneakers", "casual sneakers", "low-top sneakers"), 60.0),
+                 ("boots", ("boots", "ankle boots", "hiking boots"), 90.0),
+                 ("sandals", ("sandals", "summer sandals", "slides"), 30.0))),
+    dict(name="apparel", words=("clothing", "apparel", "fashion"), shape="tshirt",
+         sizes=("S", "M", "L", "XL"),
+         leaves=(("t-shirt", ("t-shirt", "tee", "crew neck t-shirt"), 15.0),
+                 ("hoodie", ("hoodie", "hooded sweatshirt", "pullover hoodie"), 40.0),
+                 ("jeans", ("jeans", "denim jeans", "slim jeans"), 45.0),
+                 ("socks", ("socks", "crew socks", "ankle socks"), 8.0))),
+    dict(name="bags", words=("bags", "luggage", "travel bags"), shape="trapezoid",
+         sizes=("small", "medium", "large", "extra large"),
+         leaves=(("backpack", ("backpack", "rucksack", "daypack"), 45.0),
+                 ("handbag", ("handbag", "shoulder bag", "tote bag"), 60.0),
+                 ("wallet", ("wallet", "purse", "card wallet"), 25.0),
+                 ("suitcase", ("suitcase", "carry-on luggage", "trolley case"), 110.0))),
+    dict(name="bedding", words=("bedding", "home textiles", "bedroom"), shape="square",
+         sizes=("single", "double", "queen", "king"),
+         leaves=(("bed sheet", ("bed sheet", "fitted sheet", "flat sheet"), 30.0),
+                 ("pillow", ("pillow", "bed pillow", "sleeping pillow"), 20.0),
+                 ("duvet", ("duvet", "comforter", "quilt"), 60.0),
+                 ("bath towel", ("bath towel", "towel", "shower towel"), 15.0))),
+    dict(name="coffee and tea", words=("coffee and tea", "coffee", "tea time"), shape="cup",
+         sizes=("250 g", "500 g", "1 kg", "350 ml"),
+         leaves=(("coffee beans", ("coffee beans", "whole bean coffee", "espresso beans"), 14.0),
+                 ("coffee grinder", ("coffee grinder", "burr grinder", "coffee mill"), 40.0),
+                 ("tea kettle", ("tea kettle", "kettle", "water kettle"), 35.0),
+                 ("mug", ("mug", "coffee mug", "tea cup"), 10.0))),
+    dict(name="audio", words=("audio", "sound", "music"), shape="ring",
+         sizes=("compact", "standard", "pro", "max"),
+         leaves=(("headphones", ("headphones", "over-ear headphones", "headset"), 80.0),
+                 ("earbuds", ("earbuds", "wireless earbuds", "in-ear earphones"), 50.0),
+                 ("bluetooth speaker", ("bluetooth speaker", "portable speaker", "wireless speaker"), 45.0))),
+    dict(name="skin care", words=("skin care", "skincare", "beauty"), shape="bottle",
+         sizes=("30 ml", "50 ml", "100 ml", "200 ml"),
+         leaves=(("face cream", ("face cream", "moisturizer", "day cream"), 20.0),
+                 ("face cleanser", ("face cleanser", "facial wash", "cleansing foam"), 12.0),
+                 ("sunscreen", ("sunscreen", "sun cream", "SPF lotion"), 14.0),
+                 ("lip balm", ("lip balm", "lip care stick", "lip moisturizer"), 5.0))),
+    dict(name="fitness", words=("fitness", "sports", "workout"), shape="dumbbell",
+         sizes=("light", "medium", "heavy", "1 l"),
+         leaves=(("yoga mat", ("yoga mat", "exercise mat", "fitness mat"), 25.0),
+                 ("dumbbell", ("dumbbell", "hand weight", "dumbbell set"), 30.0),
+                 ("water bottle", ("water bottle", "sports bottle", "drinking bottle"), 12.0),
+                 ("jump rope", ("jump rope", "skipping rope", "speed rope"), 10.0))),
+    dict(name="stationery", words=("stationery", "office supplies", "school supplies"), shape="book",
+         sizes=("A4", "A5", "A6", "pack of 10"),
+         leaves=(("notebook", ("notebook", "notepad", "journal"), 8.0),
+                 ("ballpoint pen", ("ballpoint pen", "pen", "gel pen"), 4.0),
+                 ("pencil case", ("pencil case", "pen pouch", "pencil pouch"), 9.0),
+                 ("desk organizer", ("desk organizer", "desk tidy", "pen holder"), 16.0))),
+    dict(name="pet supplies", words=("pet supplies", "pets", "pet care"), shape="paw",
+         sizes=("small", "medium", "large", "2 kg"),
+         leaves=(("dog food", ("dog food", "dry dog food", "puppy food"), 25.0),
+                 ("cat litter", ("cat litter", "clumping litter", "litter sand"), 15.0),
+                 ("pet bed", ("pet bed", "dog bed", "cat bed"), 35.0),
+                 ("dog leash", ("dog leash", "dog lead", "leash"), 14.0))),
+    dict(name="toys", words=("toys", "kids toys", "children's toys"), shape="star",
+         sizes=("small", "medium", "large", "100 pieces"),
+         leaves=(("building blocks", ("building blocks", "construction bricks", "block set"), 30.0),
+                 ("plush toy", ("plush toy", "stuffed animal", "soft toy"), 15.0),
+                 ("jigsaw puzzle", ("jigsaw puzzle", "puzzle", "picture puzzle"), 18.0))),
+    dict(name="lighting", words=("lighting", "lamps", "lights"), shape="triangle",
+         sizes=("5 W", "9 W", "12 W", "5 m"),
+         leaves=(("desk lamp", ("desk lamp", "table lamp", "reading lamp"), 30.0),
+                 ("light bulb", ("light bulb", "LED bulb", "lamp bulb"), 6.0),
+                 ("string lights", ("string lights", "fairy lights", "LED strip"), 15.0))),
+    dict(name="garden", words=("garden", "gardening", "outdoor"), shape="pot",
+         sizes=("small", "medium", "large", "10 m"),
+         leaves=(("plant pot", ("plant pot", "flower pot", "planter"), 12.0),
+                 ("garden hose", ("garden hose", "water hose", "hose pipe"), 28.0),
+                 ("pruning shears", ("pruning shears", "secateurs", "garden scissors"), 18.0),
+                 ("flower seeds", ("flower seeds", "seed mix", "wildflower seeds"), 4.0))),
+)
+
+# Complementary leaf pairs (bought together), symmetric. Some cross top categories.
+RELATED_LEAVES: tuple[tuple[str, str], ...] = (
+    ("toothbrush", "toothpaste"), ("toothpaste", "mouthwash"), ("toothbrush", "dental floss"),
+    ("frying pan", "spatula"), ("saucepan", "spatula"), ("chef knife", "cutting board"),
+    ("smartphone", "phone case"), ("smartphone", "screen protector"), ("smartphone", "phone charger"),
+    ("phone case", "screen protector"), ("smartphone", "earbuds"),
+    ("running shoes", "socks"), ("boots", "socks"), ("t-shirt", "jeans"), ("hoodie", "jeans"),
+    ("handbag", "wallet"), ("backpack", "suitcase"),
+    ("bed sheet", "pillow"), ("pillow", "duvet"),
+    ("coffee beans", "coffee grinder"), ("coffee beans", "mug"), ("tea kettle", "mug"),
+    ("headphones", "bluetooth speaker"),
+    ("face cream", "face cleanser"), ("sunscreen", "lip balm"),
+    ("yoga mat", "water bottle"), ("dumbbell", "jump rope"), ("running shoes", "water bottle"),
+    ("notebook", "ballpoint pen"), ("ballpoint pen", "pencil case"),
+    ("dog food", "dog leash"), ("cat litter", "pet bed"),
+    ("building blocks", "jigsaw puzzle"),
+    ("desk lamp", "light bulb"), ("string lights", "light bulb"), ("desk lamp", "desk organizer"),
+    ("plant pot", "flower seeds"), ("garden hose", "pruning shears"),
+)
+
+# Named palette: colour name -> (RGB, title synonyms). The picture's fill is exactly this RGB.
+COLOURS: tuple[tuple[str, tuple[int, int, int], tuple[str, ...]], ...] = (
+    ("black", (20, 20, 20), ("black", "jet black", "midnight black")),
+    ("white", (240, 240, 240), ("white", "snow white", "ivory")),
+    ("grey", (128, 128, 128), ("grey", "gray", "charcoal grey")),
+    ("red", (200, 30, 40), ("red", "crimson", "cherry red")),
+    ("navy", (25, 40, 110), ("navy", "navy blue", "dark blue")),
+    ("blue", (40, 110, 220), ("blue", "royal blue", "sky blue")),
+    ("teal", (0, 140, 140), ("teal", "turquoise", "petrol")),
+    ("green", (40, 150, 60), ("green", "forest green", "leaf green")),
+    ("olive", (110, 120, 40), ("olive", "khaki", "olive green")),
+    ("yellow", (240, 200, 30), ("yellow", "lemon yellow", "mustard")),
+    ("orange", (240, 120, 20), ("orange", "tangerine", "burnt orange")),
+    ("pink", (240, 130, 170), ("pink", "rose", "blush pink")),
+    ("purple", (120, 60, 160), ("purple", "violet", "lavender")),
+    ("brown", (120, 70, 30), ("brown", "chocolate", "coffee brown")),
+    ("beige", (215, 195, 155), ("beige", "sand", "cream")),
+)
+
+# Material -> texture drawn on the picture (pattern, period in pixels, orientation).
+MATERIALS: tuple[tuple[str, str], ...] = (
+    ("plastic", "plain"), ("silicone", "plain"), ("stainless steel", "hstripes"),
+    ("aluminium", "hstripes"), ("wood", "vstripes"), ("bamboo", "vstripes"),
+    ("cotton", "checks"), ("wool", "checks"), ("leather", "dots"), ("canvas", "dstripes"),
+    ("nylon", "dstripes"), ("ceramic", "dots"), ("glass", "plain"), ("rubber", "bigdots"),
+)
+
+# Materials each top category may use (indices into the names above, by name).
+TOP_MATERIALS: dict[str, tuple[str, ...]] = {
+    "oral care": ("plastic", "bamboo", "silicone", "glass"),
+    "kitchen": ("stainless steel", "aluminium", "wood", "bamboo", "silicone", "ceramic"),
+    "phones": ("plastic", "silicone", "aluminium", "glass", "leather"),
+    "footwear": ("leather", "canvas", "rubber", "nylon", "cotton"),
+    "apparel": ("cotton", "wool", "nylon", "canvas"),
+    "bags": ("leather", "canvas", "nylon", "plastic"),
+    "bedding": ("cotton", "wool", "bamboo", "nylon"),
+    "coffee and tea": ("ceramic", "glass", "stainless steel", "plastic"),
+    "audio": ("plastic", "aluminium", "leather", "rubber"),
+    "skin care": ("plastic", "glass", "bamboo"),
+    "fitness": ("rubber", "stainless steel", "plastic", "nylon", "silicone"),
+    "stationery": ("plastic", "leather", "canvas", "wood"),
+    "pet supplies": ("nylon", "cotton", "plastic", "leather"),
+    "toys": ("plastic", "wood", "cotton", "rubber"),
+    "lighting": ("aluminium", "glass", "plastic", "wood"),
+    "garden": ("ceramic", "plastic", "rubber", "stainless steel"),
+}
+
+STYLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("classic", ("classic", "timeless", "traditional")),
+    ("modern", ("modern", "contemporary", "sleek")),
+    ("sporty", ("sporty", "athletic", "active")),
+    ("minimalist", ("minimalist", "simple", "clean-design")),
+    ("vintage", ("vintage", "retro", "old-school")),
+    ("cute", ("cute", "playful", "fun")),
+    ("outdoor", ("outdoor", "rugged", "all-weather")),
+)
+
+BRAND_TIERS: tuple[tuple[str, float], ...] = (("budget", 0.6), ("mid", 1.0), ("premium", 1.9))
+
+# Syllables for made-up brand names (deterministic given the catalogue's random stream).
+BRAND_SYLLABLES: tuple[str, ...] = (
+    "ar", "bel", "cor", "dan", "el", "fi", "gor", "hal", "is", "jun", "kel", "lum", "mar", "nor",
+    "ol", "pra", "quin", "ros", "sol", "tor", "ul", "ver", "wen", "xan", "yor", "zen",
+)
