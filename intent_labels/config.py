@@ -1,0 +1,50 @@
+"""The labelling's settings: one typed dataclass, validated on construction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ENGINES = ("local", "ray")
+ON_MISSING = ("fail", "drop")
+
+
+@dataclass
+class LabelConfig:
+    """Settings of one `label-intents` run (defaults follow DAIAN, DEI2N and DESIGN.md section 5)."""
+
+    data: Path  # dataset folder: items, behaviors and impressions Parquet (truth/ optional, for stats)
+    store: Path  # embedding store folder (embeddings.npy, item_ids.npy, manifest.json)
+    out: Path  # output folder: train/test Parquet, manifest.json, stats/, rejects.parquet
+    levels: int = 6  # similarity levels n; the DAIAN paper finds 6 best
+    train_days: int = 7  # UTC days of requests, from the first request's day, that form the train split
+    subseq_level: int | None = None  # multimodal subsequence keeps levels >= this; None -> levels // 2
+    max_hist: int = 50  # history length cap (DAIAN: up to 50 behaviours)
+    hist_days: float = 14.0  # history window in days before the request (DAIAN: 14)
+    max_subseq: int = 20  # T_h, cap of both subsequences (DEI2N uses 10-20)
+    edge_quantile: float = 0.01  # bins span the [q, 1-q] quantiles of training similarities; 0 = min..max
+    bin_edges: Path | list[float] | None = None  # given edges (file or list) instead of fitting them
+    on_missing: str = "fail"  # impressions whose item or trigger lacks a vector: fail, or drop to rejects
+    engine: str = "local"  # "local" (in-process, streaming) or "ray" (Ray Data)
+    batch_rows: int = 65_536  # impressions per record batch: bounds memory of pass 2
+    show_progress_bar: bool = True  # tqdm bars over the impression batches
+
+    def __post_init__(self) -> None:
+        self.data, self.store, self.out = Path(self.data), Path(self.store), Path(self.out)
+        if isinstance(self.bin_edges, str):
+            self.bin_edges = Path(self.bin_edges)
+        for name in ("levels", "train_days", "max_hist", "max_subseq", "batch_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.hist_days > 0:
+            raise ValueError(f"hist_days must be > 0, got {self.hist_days!r}")
+        if not 0.0 <= self.edge_quantile < 0.5:
+            raise ValueError(f"edge_quantile must be in [0, 0.5), got {self.edge_quantile!r}")
+        if self.subseq_level is None:
+            self.subseq_level = self.levels // 2
+        if not 0 <= self.subseq_level < self.levels:
+            raise ValueError(f"subseq_level must be in [0, {self.levels}), got {self.subseq_level}")
+        if self.on_missing not in ON_MISSING:
+            raise ValueError(f"on_missing must be one of {ON_MISSING}, got {self.on_missing!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")

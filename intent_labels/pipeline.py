@@ -1,0 +1,376 @@
+"""`label_intents`: impressions + behaviours + store -> labelled train/test samples, manifest, stats.
+
+Two streaming passes over the impressions (Parquet record batches, bounded memory):
+  1. scan: validate every batch, summarise request runs, per-day similarity ranges, the clicked
+     targets' similarities and the rows missing from the store (`batch.scan_batch`);
+     then, on the small summaries: the time split, the bin edges (fitted on the training days or
+     given), the request table with each request's intent distribution, cross-batch checks;
+  2. label: `batch.label_batch` on every batch, rows written to OUT/train and OUT/test in input order.
+The engine ("local" here, "ray" in `ray_engine`) only decides where those pure functions run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from retrieval.contract import read_table
+from retrieval.store import EmbeddingStore
+
+from .batch import (REASONS, SHOW_IDS, LabelContext, label_batch, merge_scans, output_schema,
+                    parquet_options, scan_batch)
+from .binning import check_bin_edges, edges_from_sketch, intent_distribution, load_bin_edges, similarity_level
+from .config import LabelConfig
+from .history import ACTIONS, DAY_S, BehaviourLog, ItemCatalog
+
+MANIFEST_VERSION = 1
+
+
+def impression_files(data: Path) -> list[Path]:
+    """DATA/impressions.parquet, or the sorted *.parquet parts of a DATA/impressions.parquet/ folder."""
+    path = data / "impressions.parquet"
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{path}: folder holds no *.parquet part")
+        return files
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected the impressions table)")
+    return [path]
+
+
+def iter_impression_batches(files: list[Path], batch_rows: int, columns: list[str] | None = None):
+    """Yield (file, row offset within the file, record batch), streaming row groups."""
+    for f in files:
+        offset = 0
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+            yield f, offset, batch
+            offset += batch.num_rows
+
+
+def count_rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Inputs:
+    """Everything pass 1 and pass 2 read besides the impressions."""
+
+    store: EmbeddingStore
+    catalog: ItemCatalog
+    log: BehaviourLog
+    impression_files: list[Path]
+
+
+def load_inputs(config: LabelConfig) -> Inputs:
+    store = EmbeddingStore.load(config.store)
+    items = read_table(config.data / "items.parquet", "items",
+                       columns=["item_id", "category_id", "top_category_id"])
+    catalog = ItemCatalog.from_table(items)
+    behaviors = read_table(config.data / "behaviors.parquet", "behaviors",
+                           columns=["user_id", "item_id", "ts", "action"])
+    return Inputs(store, catalog, BehaviourLog.build(behaviors, catalog, store),
+                  impression_files(config.data))
+
+
+# ---------------------------------------------------------------------------------------------
+# Between the passes: split, edges, request table (pure functions over the scan summaries)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Requests:
+    """One row per request, sorted by request_id."""
+
+    request_ids: np.ndarray
+    user_ids: np.ndarray
+    ts: np.ndarray
+    trigger_item_ids: np.ndarray
+    intent: np.ndarray  # (R, n) float32
+    has_intent: np.ndarray  # (R,) bool
+    n_clicks: np.ndarray  # (R,) int64 clicked targets with a vector
+    multi_run: np.ndarray  # request_ids whose rows are not contiguous in one batch
+
+
+def split_boundary(first_ts: int, train_days: int) -> int:
+    """First second of the test split: the first request's UTC day + train_days days."""
+    return (int(first_ts) // DAY_S + train_days) * DAY_S
+
+
+def fit_edges_from_days(days: pa.Table, boundary_ts: int, levels: int, quantile: float) -> np.ndarray:
+    """Edges over the training days' trigger-target similarities (see `binning`)."""
+    train = days.filter(pc.less(days.column("day"), boundary_ts // DAY_S))
+    if train.num_rows == 0 or pc.sum(train.column("n_rows")).as_py() == 0:
+        raise ValueError("no training impression with a vector: cannot fit bin edges "
+                         "(give them with bin_edges / --bin-edges)")
+    sketch = train.column("sketch").combine_chunks().flatten().to_numpy().reshape(train.num_rows, -1).sum(axis=0)
+    return edges_from_sketch(sketch, float(pc.min(train.column("sim_min")).as_py()),
+                             float(pc.max(train.column("sim_max")).as_py()), levels, quantile)
+
+
+def build_requests(runs: pa.Table, clicks: pa.Table, edges: np.ndarray) -> Requests:
+    """Merge request runs (checking they agree) and compute every request's intent."""
+    rid = runs.column("request_id").to_numpy()
+    order = np.argsort(rid, kind="stable")
+    rid = rid[order]
+    cols = {n: runs.column(n).to_numpy()[order] for n in ("user_id", "ts", "trigger_item_id")}
+    first = np.r_[True, rid[1:] != rid[:-1]] if rid.size else np.zeros(0, bool)
+    group = np.cumsum(first) - 1
+    for name, col in cols.items():
+        bad = np.flatnonzero(col != col[first][group])
+        if bad.size:
+            r = rid[bad[0]]
+            raise ValueError(f"impressions: column '{name}': request_id {r} has rows with different "
+                             f"values in different parts of the file ({col[first][group][bad[0]]} and "
+                             f"{col[bad[0]]}); {bad.size} run(s) disagree")
+    request_ids = rid[first]
+    multi = request_ids[np.bincount(group, minlength=request_ids.size) > 1]
+    levels = edges.size - 1
+    crid = clicks.column("request_id").to_numpy()
+    cidx = np.searchsorted(request_ids, crid)
+    intent, has_intent = intent_distribution(cidx, similarity_level(clicks.column("sim").to_numpy(), edges),
+                                             request_ids.size, levels)
+    return Requests(request_ids, cols["user_id"][first], cols["ts"][first], cols["trigger_item_id"][first],
+                    intent, has_intent, np.bincount(cidx, minlength=request_ids.size), multi)
+
+
+def check_cross_batch_duplicates(files: list[Path], request_ids: np.ndarray, batch_rows: int) -> None:
+    """Duplicate (request_id, item_id) among requests whose rows span several runs or batches."""
+    if request_ids.size == 0:
+        return
+    keys = pa.array(request_ids)
+    parts = []
+    for f, offset, batch in iter_impression_batches(files, batch_rows, ["request_id", "item_id"]):
+        mask = pc.is_in(batch.column("request_id"), value_set=keys)
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if rows.size:
+            parts.append((str(f), rows + offset, batch.column("request_id").to_numpy()[rows],
+                          batch.column("item_id").to_numpy()[rows]))
+    src = np.concatenate([np.full(p[1].size, i) for i, p in enumerate(parts)])
+    row, rid, item = (np.concatenate([p[k] for p in parts]) for k in (1, 2, 3))
+    order = np.lexsort((item, rid))
+    same = (rid[order][1:] == rid[order][:-1]) & (item[order][1:] == item[order][:-1])
+    if same.any():
+        k = order[1:][same][0]
+        raise ValueError(f"{parts[src[k]][0]}: {int(same.sum())} duplicate (request_id, item_id) row(s); "
+                         f"one at row {row[k]} (request_id {rid[k]}, item_id {item[k]})")
+
+
+def check_rejects(counts: dict[str, int], rejects: pa.Table, config: LabelConfig) -> None:
+    """In "fail" mode, any impression missing from the store stops the run, naming the first ids."""
+    total = sum(counts.values())
+    if total == 0 or config.on_missing == "drop":
+        return
+    items = rejects.filter(pc.is_in(rejects.column("reason"), value_set=pa.array([REASONS[0], REASONS[2]])))
+    trigs = rejects.filter(pc.is_in(rejects.column("reason"), value_set=pa.array([REASONS[1], REASONS[2]])))
+    raise ValueError(
+        f"{total} impression row(s) refer to items absent from the store {config.store} "
+        f"({', '.join(f'{k}: {v}' for k, v in counts.items() if v)}); first item ids "
+        f"{items.column('item_id').to_pylist()[:SHOW_IDS]}, first trigger ids "
+        f"{trigs.column('trigger_item_id').to_pylist()[:SHOW_IDS]}. Rebuild the store over "
+        f"items.parquet, or pass on_missing='drop' (--on-missing drop) to write them to rejects.parquet")
+
+
+# ---------------------------------------------------------------------------------------------
+# The local engine
+# ---------------------------------------------------------------------------------------------
+
+def _bar(config: LabelConfig, total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="row", unit_scale=True, disable=not config.show_progress_bar)
+
+
+def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
+    """Pass 1 in process; in "drop" mode rejected rows stream to OUT/rejects.parquet."""
+    parts, writer = [], None
+    keep = config.on_missing == "drop"
+    with _bar(config, count_rows(inputs.impression_files), "label-intents: scan") as bar:
+        for f, offset, batch in iter_impression_batches(inputs.impression_files, config.batch_rows):
+            part = scan_batch(batch, inputs.store, source=str(f), row_offset=offset, keep_rejects=keep)
+            if keep and part["rejects"].num_rows:
+                if writer is None:
+                    writer = pq.ParquetWriter(config.out / "rejects.parquet", part["rejects"].schema)
+                writer.write_table(part["rejects"])
+            parts.append(part)
+            if len(parts) % 64 == 0:  # keep the per-day sketches from growing with the file
+                parts = [merge_scans(parts)]
+            bar.update(batch.num_rows)
+    if writer is not None:
+        writer.close()
+    return merge_scans(parts)
+
+
+def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[str, dict]:
+    """Pass 2 in process: each batch's train rows, then its test rows, labelled and appended."""
+    schema = output_schema(pq.ParquetFile(inputs.impression_files[0]).schema_arrow)
+    paths = {s: config.out / f"{s}.parquet" for s in ("train", "test")}
+    writers = {s: pq.ParquetWriter(p, schema, **parquet_options(schema)) for s, p in paths.items()}
+    rows = {s: 0 for s in paths}
+    # Encoding Parquet releases the GIL: write batch k on a thread while batch k+1 is labelled.
+    # At most two writes wait, which bounds memory to a few batches.
+    pending: list[Future] = []
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, \
+                _bar(config, count_rows(inputs.impression_files), "label-intents: label") as bar:
+            for _, _, batch in iter_impression_batches(inputs.impression_files, config.batch_rows):
+                ts = batch.column("ts")
+                for split, present in (("train", pc.min(ts).as_py() < ctx.boundary_ts),
+                                       ("test", pc.max(ts).as_py() >= ctx.boundary_ts)):
+                    part = label_batch(batch, ctx, split=split) if present else None
+                    if part is not None and part.num_rows:
+                        while len(pending) >= 2:
+                            pending.pop(0).result()
+                        pending.append(pool.submit(writers[split].write_table, part))
+                        rows[split] += part.num_rows
+                bar.update(batch.num_rows)
+            for f in pending:
+                f.result()
+    finally:
+        for w in writers.values():
+            w.close()
+    return {s: {"path": paths[s].name, "rows": rows[s]} for s in paths}
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+# ---------------------------------------------------------------------------------------------
+
+def run(config: LabelConfig) -> Path:
+    """Label the dataset of `config`; returns the output folder."""
+    start = time.perf_counter()
+    config.out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_outputs(config.out)
+    inputs = load_inputs(config)
+    if config.engine == "ray":
+        from . import ray_engine
+        scan = ray_engine.scan(config, inputs)
+    else:
+        scan = scan_local(config, inputs)
+    if not scan or scan["runs"].num_rows == 0:
+        raise ValueError(f"{inputs.impression_files[0]}: no impression rows")
+    reject_counts = _reject_counts(scan["reject_counts"])
+    check_rejects(reject_counts, scan["rejects"], config)
+
+    first_ts = pc.min(scan["runs"].column("ts")).as_py()
+    boundary = split_boundary(first_ts, config.train_days)
+    edges = _edges(config, scan, boundary)
+    requests = build_requests(scan["runs"], scan["clicks"], edges)
+    check_cross_batch_duplicates(inputs.impression_files, requests.multi_run, config.batch_rows)
+
+    ctx = LabelContext(store=inputs.store, log=inputs.log, catalog=inputs.catalog, edges=edges,
+                       request_ids=requests.request_ids, intent=requests.intent,
+                       has_intent=requests.has_intent, boundary_ts=boundary,
+                       subseq_level=config.subseq_level, max_hist=config.max_hist,
+                       hist_days=config.hist_days, max_subseq=config.max_subseq)
+    if config.engine == "ray":
+        from . import ray_engine
+        outputs = ray_engine.label(config, inputs, ctx)
+    else:
+        outputs = label_local(config, inputs, ctx)
+
+    rows_in = count_rows(inputs.impression_files)
+    rows_out = sum(o["rows"] for o in outputs.values())
+    rejected = sum(reject_counts.values())
+    if rows_in != rows_out + rejected:
+        raise RuntimeError(f"row accounting broke: {rows_in} rows in, {rows_out} written, {rejected} rejected")
+    if config.on_missing == "drop" and rejected == 0:
+        pq.write_table(scan["rejects"].slice(0, 0), config.out / "rejects.parquet")
+
+    from .stats import coverage, write_stats
+    cov = coverage(inputs, scan, requests, boundary, reject_counts)
+    manifest = _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in,
+                         cov, time.perf_counter() - start)
+    (config.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_stats(config.out / "stats", requests, boundary, cov, config.data / "truth")
+    return config.out
+
+
+def _remove_stale_outputs(out: Path) -> None:
+    """Outputs of an earlier run (of either engine) that this run may not overwrite."""
+    for name in ("train", "test"):
+        (out / f"{name}.parquet").unlink(missing_ok=True)
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    (out / "rejects.parquet").unlink(missing_ok=True)
+
+
+def _reject_counts(table: pa.Table) -> dict[str, int]:
+    grouped = table.group_by("reason").aggregate([("n_rows", "sum")])
+    got = dict(zip(grouped.column("reason").to_pylist(), grouped.column("n_rows_sum").to_pylist()))
+    return {r: int(got.get(r, 0)) for r in REASONS}
+
+
+def _edges(config: LabelConfig, scan: dict[str, pa.Table], boundary: int) -> np.ndarray:
+    if config.bin_edges is None:
+        return fit_edges_from_days(scan["days"], boundary, config.levels, config.edge_quantile)
+    edges = (load_bin_edges(config.bin_edges) if isinstance(config.bin_edges, Path)
+             else check_bin_edges(config.bin_edges))
+    if edges.size - 1 != config.levels:
+        raise ValueError(f"the given bin edges define {edges.size - 1} levels but levels={config.levels}; "
+                         f"pass levels={edges.size - 1} (--levels {edges.size - 1})")
+    return edges
+
+
+def _split_counts(requests: Requests, boundary: int, outputs: dict[str, dict]) -> dict[str, dict]:
+    out = {}
+    for split, mask in (("train", requests.ts < boundary), ("test", requests.ts >= boundary)):
+        out[split] = {**outputs[split], "requests": int(mask.sum()),
+                      "requests_labelled": int(requests.has_intent[mask].sum()),
+                      "clicks_labelled": int(requests.n_clicks[mask].sum())}
+    return out
+
+
+def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in, cov,
+              seconds) -> dict:
+    files = [config.data / "items.parquet", config.data / "behaviors.parquet", *inputs.impression_files]
+    store_files = [config.store / n for n in ("embeddings.npy", "item_ids.npy", "manifest.json")]
+    sm = inputs.store.manifest
+    return {
+        "version": MANIFEST_VERSION,
+        "levels": int(edges.size - 1),
+        "bin_edges": [float(e) for e in edges],
+        "bin_edges_source": "given" if config.bin_edges is not None else (
+            f"fitted: equal width over the [{config.edge_quantile}, {1 - config.edge_quantile}] quantile range "
+            "(within [min, max]) of the train split's trigger-target similarities, all exposed impressions"),
+        "edge_quantile": config.edge_quantile,
+        "threshold": {"subseq_level": config.subseq_level,
+                      "similarity": float(edges[config.subseq_level])},
+        "caps": {"max_hist": config.max_hist, "hist_days": config.hist_days,
+                 "max_subseq": config.max_subseq},
+        "split": {"train_days": config.train_days, "first_request_ts": int(requests.ts.min()),
+                  "boundary_ts": int(boundary),
+                  "rule": "train: request ts < boundary_ts (first request's UTC day + train_days days)"},
+        "counts": {"rows_in": rows_in, "rows_out": sum(o["rows"] for o in outputs.values()),
+                   "rows_rejected": sum(reject_counts.values()),
+                   **_split_counts(requests, boundary, outputs)},
+        "rejects": {"on_missing": config.on_missing, "by_reason": reject_counts,
+                    "path": "rejects.parquet" if config.on_missing == "drop" else None},
+        "columns": {"hist_action": {"codes": list(ACTIONS)},
+                    "hist_dt_min": "floor((request ts - behaviour ts) / 60)",
+                    "intent": "all zeros where has_intent is false"},
+        "inputs": {str(p.relative_to(config.data)): sha256(p) for p in files},
+        "store": {"path": str(config.store), "count": len(inputs.store), "dim": inputs.store.dim,
+                  "dtype": str(inputs.store.vectors.dtype),
+                  "manifest": {k: sm[k] for k in ("backend", "model", "pooling", "dtype", "count", "dim")
+                               if k in sm},
+                  "sha256": {p.name: sha256(p) for p in store_files}},
+        "coverage": cov,
+        "engine": config.engine,
+        "seconds": round(seconds, 2),
+    }
