@@ -1,0 +1,287 @@
+"""DAIAN (section 4): Deep Adaptive Intent-Aware Network, on a DIN base.
+
+    DIN base   e_u, e_tr, e_ta, e_page, DIN target attention over E_b, sum(E_b)
+    UIM        p_hat = softmax(MLP(e_u', pool(E_b'), e_tr', ...)), own embeddings (')  (eq. 2-5)
+    DIE  I2E   e_int = f(e_tr, p_hat); e_imp = MHTA(query e_int, keys E_b)             (eq. 6-8)
+         exp.  e_exp = MHTA(query e_ta, keys MHSA(E_mm)), E_mm the multimodal subseq.  (eq. 9-10)
+    SEIN HSE   e_sem = Emb(bucket(cos(v_tr, v_ta))); e_col = P(e_id_tr) * P(e_id_ta);
+               e_hyb = a e_col + (1 - a) e_sem, a = |e_col| / (|e_col| + |e_sem|), norms
+               under stop-gradient                                                     (eq. 11-14)
+         IA2N  w = shift([e_hyb, sg(e_int)]); e_exp' = w_exp e_exp, e_imp' = w_imp e_imp (eq. 15-18)
+    head       MLP 512-256-128 on [DIN base, e_exp', e_imp', e_hyb] -> logit
+
+The paper's equations were lost in extraction; where our reading fills a gap:
+- UIM input: user profile, the masked mean of the history, the trigger, their product, and two
+  sequence statistics, log(1 + length) of the multimodal subsequence and of the history (how much
+  of the user's past sits near the trigger). Its tables are its own: the paper says the intent and
+  CTR networks share no parameters. The paper also lists the user id and item ids among UIM's
+  inputs; by default we leave them out (`uim_ids=False`, True restores them): labels exist only
+  for requests with a click, all impressions of a request share one, and id embeddings memorise
+  them. On the demo world (about 12k labelled training requests) UIM with ids predicted the test
+  requests' intent worse than a constant (mean per-request JS 0.34 vs 0.31 on specific-intent
+  users) and without ids better (0.29).
+- f in I2E is an MLP on [e_tr, p_hat]; MHTA is standard multi-head attention with a masked
+  softmax (128 units, 4 heads, as the paper's implementation details).
+- Explicit intent: the subsequence items and the target are embedded as id || side info || a
+  learned projection of their frozen store vector (the "multimodal parts" are where the store
+  vectors enter); the subsequence goes through one transformer self-attention block (MHSA,
+  residual, LayerNorm) at that item width, then the 128-unit multi-head target attention.
+- Hybrid enhancer: the semantic similarity is the data's tt_sim (the cosine of the two store
+  vectors), cut into `sim_bins` equal-width buckets over `sim_range` and embedded. The
+  collaborative part projects the trigger's and the target's id embeddings (those of the CTR
+  network) with a bias-free MLP P and multiplies them elementwise: P is positively homogeneous,
+  so |e_col| grows with the id embeddings' norms and cold (rarely updated, small) ids lean on
+  e_sem, warm ones on e_col. The norms in the ratio are detached, so the fusion weight never
+  pushes the id embeddings.
+- IA2N ("Gate NU and multi-layer MLP"): z = GateNU(x) * x re-weights the input as PEPNet's gates
+  do, then w = gamma * sigmoid(MLP(z)) has one weight per feature of e_exp and e_imp, starting near
+  1 (a neutral shift). The intent embedding enters as sg(e_int), the I2E intent-based embedding.
+- `intent_override` (stage 2): a (B, n) ground-truth intent replaces p_hat in DIE; rows of zeros
+  (requests without a click, hence without a label) fall back to p_hat, detached, so no zero row
+  can act as a "no click" signal and UIM gets no gradient from a stage that does not train it.
+  `intent_pred` is always UIM's own prediction.
+- Ablations: no-uim drops UIM (f sees the trigger only, intent_pred is None); no-die drops I2E,
+  the explicit branch and the IA2N shift (nothing is left to shift; UIM's prediction then has no
+  path to the logit, as p_hat enters through DIE only); no-sein drops the enhancer and IA2N
+  (e_exp, e_imp enter unshifted); no-three-stage is the full model (it changes training only).
+
+Three-stage training (section 4.4), as `stage_parameters(stage)` lists it:
+  1. UIM only, on KL(p || p_hat) over requests with a label (rows with has_intent).
+  2. Every parameter except UIM, on the CTR loss, with intent_override = p. Eq. 20 names the DIE
+     parameters as the ones being pre-trained; the CTR loss needs a head and a base that learn
+     along, so they train too. UIM is not in the graph (override) and stays as stage 1 left it.
+  3. Every parameter on the CTR loss only, no intent supervision, UIM with a smaller learning rate.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from daian.layers import (MLP, GateNU, ItemEmbedding, MultiHeadSelfAttention,
+                          MultiHeadTargetAttention, TargetAttention, UserEmbedding,
+                          init_embedding, masked_mean, masked_sum)
+from daian.models.base import ITEM_FIELDS, FeatureSizes, ModelOutput
+from daian.models.config import ModelConfig
+
+
+def norm_ratio_fusion(collab: torch.Tensor, semantic: torch.Tensor,
+                      eps: float = 1e-12) -> torch.Tensor:
+    """a collab + (1 - a) semantic, a = |collab| / (|collab| + |semantic|), norms detached."""
+    c = collab.detach().norm(dim=-1, keepdim=True)
+    s = semantic.detach().norm(dim=-1, keepdim=True)
+    a = c / (c + s + eps)
+    return a * collab + (1.0 - a) * semantic
+
+
+class BiasFreeMLP(nn.Module):
+    """Linear (no bias) -> ReLU -> Linear (no bias): P(c x) = c P(x) for c > 0."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class UserIntentModel(nn.Module):
+    """UIM: predicted intent distribution over n similarity levels, with its own embeddings."""
+
+    def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
+        super().__init__()
+        # Without ids the item fields start after the id (ITEM_FIELDS[0] is "item").
+        self.first_field = 0 if config.uim_ids else 1
+        self.items = ItemEmbedding(ITEM_FIELDS[self.first_field:], sizes.item_fields,
+                                   config.item_dims, config.embedding_std)
+        self.users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()),
+                                   config.user_dim if config.uim_ids else 0, config.profile_dim,
+                                   config.embedding_std)
+        d = self.items.dim
+        self.mlp = MLP(self.users.dim + 3 * d + 2, config.uim_hidden, "relu", config.dropout,
+                       out_dim=config.levels)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        first = self.first_field
+        trigger, hist = self.items.embed_many(features["trigger"][..., first:],
+                                              features["hist"][..., first:])
+        hist_mask, mm_mask = features["hist_mask"], features["mm_mask"]
+        pooled = masked_mean(hist, hist_mask)
+        # How many past items sit near the trigger, and how many there are at all (counts, not
+        # fractions: batches are padded to different widths).
+        counts = torch.stack([mm_mask.sum(1), hist_mask.sum(1)], dim=-1).to(pooled.dtype)
+        x = torch.cat([self.users(features["user"], features["user_profile"]), pooled, trigger,
+                       pooled * trigger, torch.log1p(counts)], dim=-1)
+        return torch.softmax(self.mlp(x), dim=-1)  # (B, n)
+
+
+class DAIAN(nn.Module):
+    """DAIAN; see the module docstring for the structure and our readings."""
+
+    def __init__(self, config: ModelConfig, sizes: FeatureSizes,
+                 frozen_vectors: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        ab = config.ablation
+        self.use_uim = ab != "no-uim"
+        self.use_die = ab != "no-die"
+        self.use_sein = ab != "no-sein"
+        drop, att, heads = config.dropout, config.attention_dim, config.heads
+
+        # DIN base
+        self.items = ItemEmbedding(ITEM_FIELDS, sizes.item_fields, config.item_dims,
+                                   config.embedding_std)
+        self.users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()),
+                                   config.user_dim, config.profile_dim, config.embedding_std)
+        self.page = nn.Embedding(sizes.max_page + 1, config.page_dim, padding_idx=0)
+        init_embedding(self.page, config.embedding_std)
+        d = self.items.dim
+        self.attention = TargetAttention(d, config.attention_hidden, config.attention_activation,
+                                         softmax=config.attention_softmax)
+        width = self.users.dim + 4 * d + config.page_dim
+
+        if self.use_uim:
+            self.uim = UserIntentModel(config, sizes)
+
+        if self.use_die:
+            # I2E: intent-based query and multi-head target attention over the history
+            self.i2e = MLP(d + (config.levels if self.use_uim else 0), config.i2e_hidden,
+                           "relu", drop)
+            self.implicit = MultiHeadTargetAttention(self.i2e.out_dim, d, att, heads, drop)
+            # Explicit intent: frozen store vectors enter the multimodal items as a projection
+            self.use_mm = config.mm_dim > 0
+            if self.use_mm:
+                if frozen_vectors is None:
+                    raise ValueError("DAIAN needs the store's frozen item vectors for its explicit-"
+                                     "intent branch (or set mm_dim=0)")
+                self.register_buffer("frozen_vectors", frozen_vectors.detach().float().clone(),
+                                     persistent=False)
+                self.mm_proj = nn.Linear(frozen_vectors.shape[1], config.mm_dim, bias=False)
+            dm = d + (config.mm_dim if self.use_mm else 0)
+            if dm % heads:
+                raise ValueError(f"the explicit-intent self-attention runs at the item width "
+                                 f"{dm} (item_dims + mm_dim), which {heads} heads must divide")
+            self.explicit_mhsa = MultiHeadSelfAttention(dm, heads, drop)
+            self.explicit = MultiHeadTargetAttention(dm, dm, att, heads, drop)
+            width += 2 * att
+
+        if self.use_sein:
+            self.sim_embedding = nn.Embedding(config.sim_bins, config.sim_dim)
+            init_embedding(self.sim_embedding, config.embedding_std)
+            self.collab_proj = BiasFreeMLP(self.items.id_dim, config.sim_dim, config.sim_dim)
+            width += config.sim_dim
+            if self.use_die:
+                shift_in = config.sim_dim + self.i2e.out_dim
+                self.shift_gate = GateNU(shift_in, shift_in, gamma=config.gate_gamma)
+                self.shift_mlp = MLP(shift_in, config.shift_hidden, "relu", drop, out_dim=2 * att)
+
+        self.mlp = MLP(width, config.mlp_hidden, config.mlp_activation, drop, out_dim=1)
+
+    # ----- parameter groups for the three-stage schedule -------------------------------------
+
+    def uim_parameters(self) -> list[nn.Parameter]:
+        """UIM's parameters (its own embeddings and MLP); empty under no-uim."""
+        return list(self.uim.parameters()) if self.use_uim else []
+
+    def die_parameters(self) -> list[nn.Parameter]:
+        """Diverse Intent Extraction: I2E (f and its attention) and the explicit-intent branch."""
+        if not self.use_die:
+            return []
+        modules = [self.i2e, self.implicit, self.explicit_mhsa, self.explicit]
+        if self.use_mm:
+            modules.append(self.mm_proj)
+        return [p for m in modules for p in m.parameters()]
+
+    def stage_parameters(self, stage: int) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters of a training stage, by group ("uim", "ctr"); see the docstring."""
+        uim_ids = {id(p) for p in self.uim_parameters()}
+        rest = [p for p in self.parameters() if id(p) not in uim_ids]
+        if stage == 1:
+            return {"uim": self.uim_parameters()} if self.use_uim else {}
+        if stage == 2:
+            return {"ctr": rest}
+        if stage == 3:
+            return {"ctr": rest, "uim": self.uim_parameters()} if self.use_uim else {"ctr": rest}
+        raise ValueError(f"DAIAN has training stages 1, 2 and 3, not {stage!r}")
+
+    # ----- forward ---------------------------------------------------------------------------
+
+    def predict_intent(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """UIM's p_hat (B, n) alone, without the CTR network (stage 1 needs nothing else)."""
+        if not self.use_uim:
+            raise ValueError("DAIAN without UIM (ablation no-uim) predicts no intent")
+        return self.uim(features)
+
+    def _intent(self, features: dict[str, torch.Tensor],
+                intent_override: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        """(p_hat, p used downstream): p is the override where a row has one, else p_hat."""
+        if not self.use_uim:
+            return None, None
+        p_hat = self.uim(features)
+        if intent_override is None:
+            return p_hat, p_hat
+        override = intent_override.to(p_hat.dtype)
+        if override.shape != p_hat.shape:
+            raise ValueError(f"intent_override must have shape {tuple(p_hat.shape)}, "
+                             f"got {tuple(override.shape)}")
+        has = override.sum(dim=-1, keepdim=True) > 0
+        return p_hat, torch.where(has, override, p_hat.detach())
+
+    def forward(self, features: dict[str, torch.Tensor],
+                intent_override: torch.Tensor | None = None) -> ModelOutput:
+        """Click logit (B,) and UIM's intent prediction (B, n) (None under no-uim)."""
+        seqs = [features["target"], features["trigger"], features["hist"]]
+        if self.use_die:
+            seqs.append(features["mm_seq"])
+        target, trigger, hist, *mm = self.items.embed_many(*seqs)
+        mask = features["hist_mask"]
+        parts = [self.users(features["user"], features["user_profile"]), trigger, target,
+                 self.attention(target, hist, mask), masked_sum(hist, mask),
+                 self.page(features["page"])]
+        p_hat, p = self._intent(features, intent_override)
+
+        if self.use_die:
+            # Implicit intent: query from the trigger and the intent distribution
+            e_int = self.i2e(trigger if p is None else torch.cat([trigger, p], dim=-1))
+            e_imp = self.implicit(e_int, hist, mask)  # (B, A)
+            # Explicit intent over the multimodal subsequence
+            mm_items, mm_mask = mm[0], features["mm_mask"]
+            target_mm = target
+            if self.use_mm:
+                ids = torch.cat([features["target"][:, :1], features["mm_seq"][..., 0]], dim=1)
+                v = self._project_frozen(ids)  # (B, 1 + T, mm_dim)
+                target_mm = torch.cat([target, v[:, 0]], dim=-1)
+                mm_items = torch.cat([mm_items, v[:, 1:]], dim=-1)
+            keys = self.explicit_mhsa(mm_items, mm_mask)
+            e_exp = self.explicit(target_mm, keys, mm_mask)  # (B, A)
+
+        if self.use_sein:
+            e_hyb = self._hybrid_similarity(features["tt_sim"], trigger, target)
+            if self.use_die:
+                x = torch.cat([e_hyb, e_int.detach()], dim=-1)
+                w = self.config.gate_gamma * torch.sigmoid(self.shift_mlp(self.shift_gate(x) * x))
+                w_exp, w_imp = w.chunk(2, dim=-1)
+                e_exp, e_imp = w_exp * e_exp, w_imp * e_imp
+            parts.append(e_hyb)
+        if self.use_die:
+            parts += [e_exp, e_imp]
+        logit = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)
+        return ModelOutput(logit=logit, intent_pred=p_hat)
+
+    def _project_frozen(self, ids: torch.Tensor) -> torch.Tensor:
+        """mm_proj(v[ids]): gather then project, or project the table then gather when that is
+        less work (a batch asking for more rows than the table holds); the results are equal."""
+        if ids.numel() > self.frozen_vectors.shape[0]:
+            return self.mm_proj(self.frozen_vectors)[ids]
+        return self.mm_proj(self.frozen_vectors[ids])
+
+    def _hybrid_similarity(self, tt_sim: torch.Tensor, trigger: torch.Tensor,
+                           target: torch.Tensor) -> torch.Tensor:
+        """Hybrid similarity enhancer: binned semantic similarity fused with collaborative ids."""
+        lo, hi = self.config.sim_range
+        bins = self.config.sim_bins
+        bucket = torch.floor((tt_sim.float() - lo) / (hi - lo) * bins).long().clamp(0, bins - 1)
+        e_sem = self.sim_embedding(bucket)  # (B, S)
+        k = self.items.id_dim
+        e_col = self.collab_proj(trigger[:, :k]) * self.collab_proj(target[:, :k])  # (B, S)
+        return norm_ratio_fusion(e_col, e_sem)

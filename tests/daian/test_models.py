@@ -1,0 +1,470 @@
+"""DIN, DEI2N and DAIAN: shapes, padding invariance, intents, ablations, gradients, overfitting."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from daian.models import (ABLATIONS, ITEM_FIELDS, MODELS, FeatureSizes, ModelConfig, ModelOutput,
+                          build_model)
+from daian.models.daian import norm_ratio_fusion
+from daian.models.dei2n import bucketise_dt, time_buckets
+
+B, L, T, N_LEVELS = 8, 7, 4, 6
+FEATURE_KEYS = {"user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
+                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim"}
+SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2, time_dim=4,
+             ui2m_hidden=(6,), interaction_hidden=(8,), uim_hidden=(12,), i2e_hidden=(8,),
+             sim_dim=6, mm_dim=4, shift_hidden=(8,), sim_bins=8, dropout=0.0,
+             item_dims={"item": 6, "category": 4, "top_category": 2, "brand": 2, "price_bucket": 2})
+VARIANTS = [(name, None) for name in MODELS] + [(n, a) for n in MODELS for a in ABLATIONS[n]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+@pytest.fixture(scope="session")
+def sizes() -> FeatureSizes:
+    return FeatureSizes(
+        item_fields={"item": 60, "category": 12, "top_category": 5, "brand": 9, "price_bucket": 6},
+        users=20, profile_fields={"gender": 4, "age_level": 6, "city_id": 7},
+        max_page=5, max_dt=3000, levels=N_LEVELS)
+
+
+@pytest.fixture(scope="session")
+def frozen(sizes) -> torch.Tensor:
+    g = torch.Generator().manual_seed(7)
+    v = F.normalize(torch.randn(sizes.item_fields["item"], 10, generator=g), dim=1)
+    v[:2] = 0
+    return v
+
+
+def make_batch(sizes: FeatureSizes, seed: int, b: int = B) -> dict[str, torch.Tensor]:
+    """A random feature batch following base.py's contract; row 0 has no history at all."""
+    g = torch.Generator().manual_seed(seed)
+
+    def items(*shape):
+        return torch.stack([torch.randint(2, sizes.item_fields[f], shape, generator=g)
+                            for f in ITEM_FIELDS], dim=-1)
+
+    def lengths(n):
+        out = torch.randint(1, n + 1, (b,), generator=g)
+        out[0] = 0
+        return torch.arange(n)[None, :] < out[:, None]
+
+    hm, mm, cm = lengths(L), lengths(T), lengths(T)
+    return dict(
+        user=torch.randint(2, sizes.users, (b,), generator=g),
+        user_profile=torch.stack([torch.randint(2, v, (b,), generator=g)
+                                  for v in sizes.profile_fields.values()], dim=1),
+        trigger=items(b), target=items(b),
+        hist=items(b, L) * hm[..., None], hist_mask=hm,
+        hist_dt=torch.randint(1, sizes.max_dt + 2, (b, L), generator=g) * hm,
+        mm_seq=items(b, T) * mm[..., None], mm_mask=mm,
+        cat_seq=items(b, T) * cm[..., None], cat_mask=cm,
+        page=torch.randint(1, sizes.max_page + 1, (b,), generator=g),
+        tt_sim=torch.rand(b, generator=g) * 2 - 1)
+
+
+def scramble_padding(batch: dict[str, torch.Tensor], sizes: FeatureSizes, seed: int):
+    """Same batch with random real-looking items (and times) at every padded position."""
+    g = torch.Generator().manual_seed(seed)
+    out = dict(batch)
+    for seq, mask in (("hist", "hist_mask"), ("mm_seq", "mm_mask"), ("cat_seq", "cat_mask")):
+        noise = torch.stack([torch.randint(2, sizes.item_fields[f], batch[mask].shape, generator=g)
+                             for f in ITEM_FIELDS], dim=-1)
+        out[seq] = torch.where(batch[mask][..., None], batch[seq], noise)
+    dt = torch.randint(1, sizes.max_dt + 2, batch["hist_dt"].shape, generator=g)
+    out["hist_dt"] = torch.where(batch["hist_mask"], batch["hist_dt"], dt)
+    return out
+
+
+@pytest.fixture(scope="session")
+def batch(sizes):
+    return make_batch(sizes, seed=0)
+
+
+def build(name, sizes, frozen, ablation=None, seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = ModelConfig(name=name, ablation=ablation, **{**SMALL, **overrides})
+    return build_model(config, sizes, frozen)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and the feature contract
+
+
+@pytest.mark.parametrize("name,ablation", VARIANTS)
+def test_every_variant_builds_and_runs(name, ablation, sizes, frozen, batch):
+    model = build(name, sizes, frozen, ablation)
+    out = model(batch)
+    assert isinstance(out, ModelOutput)
+    assert out.logit.shape == (B,) and torch.isfinite(out.logit).all()
+    if name == "daian" and ablation != "no-uim":
+        assert out.intent_pred.shape == (B, N_LEVELS)
+    else:
+        assert out.intent_pred is None
+
+
+class RecordingDict(dict):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_read_only_feature_keys(name, sizes, frozen, batch):
+    features = RecordingDict(batch)
+    build(name, sizes, frozen)(features)
+    assert features.read <= FEATURE_KEYS
+
+
+def test_paper_default_sizes(sizes, frozen):
+    assert ModelConfig(name="din").mlp_hidden == (512, 256, 128)
+    assert ModelConfig(name="daian").attention_dim == 128 and ModelConfig(name="daian").heads == 4
+    dei2n = ModelConfig(name="dei2n")
+    assert dei2n.mlp_hidden == (200, 80) and dei2n.heads == 2 and dei2n.dropout == 0.1
+    assert ModelConfig(name="din", mlp_hidden=(64,)).mlp_hidden == (64,)
+    model = build_model(ModelConfig(name="din"), sizes, frozen)
+    assert [lin.out_features for lin in model.mlp.linears] == [512, 256, 128]
+
+
+def test_daian_intent_pred_is_a_distribution(sizes, frozen, batch):
+    model = build("daian", sizes, frozen).eval()
+    out = model(batch)
+    p = out.intent_pred.detach().numpy()
+    assert (p > 0).all()
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    torch.testing.assert_close(model.predict_intent(batch), out.intent_pred)
+    with pytest.raises(ValueError, match="no-uim"):
+        build("daian", sizes, frozen, "no-uim").predict_intent(batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding invariance
+
+
+@pytest.mark.parametrize("name,ablation", VARIANTS)
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_padding_invariance(name, ablation, mode, sizes, frozen, batch):
+    model = build(name, sizes, frozen, ablation)
+    model.train(mode == "train")
+    scrambled = scramble_padding(batch, sizes, seed=1)
+    assert not torch.equal(scrambled["hist"], batch["hist"])
+    a, b = model(batch), model(scrambled)
+    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
+    if a.intent_pred is not None:
+        torch.testing.assert_close(a.intent_pred, b.intent_pred, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_padding_width_invariance(name, sizes, frozen, batch):
+    """Batches are padded to their own longest sequence: extra padded columns change nothing."""
+    model = build(name, sizes, frozen).train()
+    wide = dict(batch)
+    for key, extra in (("hist", 3), ("mm_seq", 2), ("cat_seq", 2)):
+        pad = torch.zeros(B, extra, len(ITEM_FIELDS), dtype=torch.long)
+        wide[key] = torch.cat([batch[key], pad], dim=1)
+    for key, extra in (("hist_mask", 3), ("mm_mask", 2), ("cat_mask", 2), ("hist_dt", 3)):
+        wide[key] = torch.cat([batch[key], torch.zeros(B, extra, dtype=batch[key].dtype)], dim=1)
+    a, b = model(batch), model(wide)
+    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
+    if a.intent_pred is not None:
+        torch.testing.assert_close(a.intent_pred, b.intent_pred, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_degenerate_training_batches(name, sizes, frozen, batch):
+    """A batch of one row, and a batch whose histories are all empty, train without error."""
+    model = build(name, sizes, frozen).train()
+    one = {k: v[1:2] for k, v in batch.items()}
+    # Row 0 of the fixture has no history and no subsequences.
+    empty = {k: v[:1].expand(3, *v.shape[1:]).clone() for k, v in batch.items()}
+    for features in (one, empty):
+        out = model(features)
+        assert torch.isfinite(out.logit).all()
+        out.logit.sum().backward()
+
+
+def test_real_positions_do_matter(sizes, frozen, batch):
+    """The converse of padding invariance: changing a real history item changes the score."""
+    for name in MODELS:
+        # PReLU head: a small ReLU head at init can be dead on a row, hiding any change.
+        model = build(name, sizes, frozen, mlp_activation="prelu").eval()
+        changed = dict(batch)
+        changed["hist"] = batch["hist"].clone()
+        changed["hist"][1, 0] = torch.where(batch["hist"][1, 0] == 2, 3, 2)  # every field differs
+        assert batch["hist_mask"][1, 0]
+        assert (model(batch).logit[1] - model(changed).logit[1]).abs() > 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Intent override
+
+
+def test_intent_override_changes_daian_not_din_or_dei2n(sizes, frozen, batch):
+    g = torch.Generator().manual_seed(3)
+    override = torch.softmax(torch.randn(B, N_LEVELS, generator=g) * 3, dim=1)
+    daian = build("daian", sizes, frozen).eval()
+    base, over = daian(batch), daian(batch, intent_override=override)
+    assert not torch.allclose(base.logit, over.logit)
+    torch.testing.assert_close(base.intent_pred, over.intent_pred)  # always UIM's own prediction
+    for name in ("din", "dei2n"):
+        model = build(name, sizes, frozen).eval()
+        torch.testing.assert_close(model(batch).logit, model(batch, intent_override=override).logit)
+
+
+def test_intent_override_zero_rows_fall_back_to_prediction(sizes, frozen, batch):
+    daian = build("daian", sizes, frozen).eval()
+    base = daian(batch)
+    override = torch.zeros(B, N_LEVELS)
+    override[::2, 0] = 1.0  # even rows have a label, odd rows have none
+    out = daian(batch, intent_override=override)
+    torch.testing.assert_close(out.logit[1::2], base.logit[1::2])
+    assert not torch.allclose(out.logit[::2], base.logit[::2])
+    with pytest.raises(ValueError, match="shape"):
+        daian(batch, intent_override=torch.zeros(B, N_LEVELS + 1))
+
+
+def test_intent_override_gives_uim_no_gradient(sizes, frozen, batch):
+    daian = build("daian", sizes, frozen).train()
+    override = torch.zeros(B, N_LEVELS)
+    override[::2, 1] = 1.0
+    daian(batch, intent_override=override).logit.sum().backward()
+    assert all(p.grad is None for p in daian.uim_parameters())
+    assert all(p.grad is not None for p in daian.die_parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablations and configuration
+
+
+@pytest.mark.parametrize("name", ["dei2n", "daian"])
+def test_ablations_remove_parameters(name, sizes, frozen):
+    full = n_params(build(name, sizes, frozen))
+    for ablation in ABLATIONS[name]:
+        count = n_params(build(name, sizes, frozen, ablation))
+        if ablation == "no-three-stage":
+            assert count == full  # changes training only
+        else:
+            assert count < full, ablation
+
+
+def test_daian_ablations_drop_their_modules(sizes, frozen):
+    assert not hasattr(build("daian", sizes, frozen, "no-uim"), "uim")
+    no_die = build("daian", sizes, frozen, "no-die")
+    assert not hasattr(no_die, "implicit") and not hasattr(no_die, "shift_gate")
+    no_sein = build("daian", sizes, frozen, "no-sein")
+    assert not hasattr(no_sein, "sim_embedding") and not hasattr(no_sein, "shift_gate")
+
+
+def test_unknown_ablation_lists_valid_ones():
+    with pytest.raises(ValueError, match="no-uim.*no-die.*no-sein.*no-three-stage"):
+        ModelConfig(name="daian", ablation="no-such")
+    with pytest.raises(ValueError, match="no-ui2m"):
+        ModelConfig(name="dei2n", ablation="no-uim")
+    with pytest.raises(ValueError, match="no ablations"):
+        ModelConfig(name="din", ablation="no-uim")
+    with pytest.raises(ValueError, match="unknown model"):
+        ModelConfig(name="dien")
+    assert ModelConfig(name="din", ablation="none").ablation is None
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(heads=3), "divisible"), (dict(dropout=1.0), "dropout"),
+    (dict(mlp_activation="gelu"), "mlp_activation"), (dict(mlp_hidden=()), "mlp_hidden"),
+    (dict(item_dims={"item": 4}), "item_dims"), (dict(sim_range=(1.0, 0.0)), "sim_range"),
+    (dict(levels=1), "levels"), (dict(mm_dim=3), "item width")])
+def test_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(name="daian", **bad)
+
+
+def test_config_json_round_trip():
+    config = ModelConfig(name="dei2n", ablation="no-tim", mlp_hidden=(32, 16))
+    data = json.loads(json.dumps(config.to_dict()))
+    assert ModelConfig.from_dict(data) == config
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({**data, "layers": 3})
+
+
+def test_build_model_checks_sizes(sizes, frozen):
+    with pytest.raises(ValueError, match="levels"):
+        build_model(ModelConfig(name="din", levels=4), sizes)
+    with pytest.raises(ValueError, match="align with the item index"):
+        build_model(ModelConfig(name="daian"), sizes, frozen[:-1])
+    with pytest.raises(ValueError, match="frozen item vectors"):
+        build_model(ModelConfig(name="daian"), sizes, None)
+    build_model(ModelConfig(name="daian", mm_dim=0), sizes, None)  # no store branch: allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients, stop-gradients, frozen vectors
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gradient_reaches_every_parameter(name, sizes, frozen, batch):
+    model = build(name, sizes, frozen).train()
+    model(batch).logit.sum().backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing
+
+
+def test_norm_ratio_fusion_uses_detached_norms():
+    g = torch.Generator().manual_seed(0)
+    collab = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    semantic = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    out = norm_ratio_fusion(collab, semantic)
+    c, s = collab.detach().norm(dim=1, keepdim=True), semantic.detach().norm(dim=1, keepdim=True)
+    a = c / (c + s)
+    torch.testing.assert_close(out, a * collab + (1 - a) * semantic)
+    (out * upstream).sum().backward()
+    # With the norms under stop-gradient the fusion is linear in its inputs for fixed weights.
+    torch.testing.assert_close(collab.grad, a * upstream)
+    torch.testing.assert_close(semantic.grad, (1 - a) * upstream)
+    # Cold (small) collaborative embeddings lean on the semantic part.
+    w = norm_ratio_fusion(1e-3 * collab.detach(), semantic.detach())
+    assert torch.allclose(w, semantic.detach(), atol=1e-2)
+
+
+def test_ia2n_intent_input_is_stop_gradient(sizes, frozen, batch):
+    """The shifting unit sends no gradient into the intent-based embedding e_int."""
+    model = build("daian", sizes, frozen).eval()
+    captured = {}
+    model.i2e.register_forward_hook(lambda m, i, o: captured.setdefault("e_int", o))
+    model.shift_gate.register_forward_hook(lambda m, i, o: captured.setdefault("x", i[0]))
+    model(batch)
+    x, e_int = captured["x"], captured["e_int"]
+    s = model.config.sim_dim
+    torch.testing.assert_close(x[:, s:], e_int.detach())
+    grad = torch.autograd.grad(model.shift_mlp(x).sum(), e_int, allow_unused=True)[0]
+    assert grad is None  # the shift path does not reach e_int
+
+
+def test_frozen_vectors_get_no_gradient_and_do_not_change(sizes, frozen, batch):
+    model = build("daian", sizes, frozen).train()
+    before = model.frozen_vectors.clone()
+    assert not model.frozen_vectors.requires_grad
+    assert all(p is not model.frozen_vectors for p in model.parameters())
+    assert "frozen_vectors" not in model.state_dict()  # the store is the source of truth
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    labels = torch.arange(B, dtype=torch.float32) % 2
+    for _ in range(3):
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(model(batch).logit, labels).backward()
+        opt.step()
+    assert torch.equal(model.frozen_vectors, before)
+    torch.testing.assert_close(model.frozen_vectors, frozen)
+
+
+def test_frozen_vectors_enter_daian(sizes, frozen, batch):
+    model = build("daian", sizes, frozen).eval()
+    other = build_model(model.config, sizes, frozen.flip(0))
+    other.load_state_dict(model.state_dict())
+    other.eval()
+    assert not torch.allclose(model(batch).logit, other(batch).logit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Three-stage parameter groups
+
+
+def test_daian_stage_parameters(sizes, frozen):
+    model = build("daian", sizes, frozen)
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    uim, die = ids(model.uim_parameters()), ids(model.die_parameters())
+    every = ids(model.parameters())
+    assert uim == ids(model.uim.parameters()) and uim and die
+    assert not uim & die and die < every
+    assert ids(model.stage_parameters(1)["uim"]) == uim
+    assert set(model.stage_parameters(1)) == {"uim"}
+    assert ids(model.stage_parameters(2)["ctr"]) == every - uim
+    stage3 = model.stage_parameters(3)
+    assert ids(stage3["uim"]) == uim and ids(stage3["ctr"]) == every - uim
+    no_uim = build("daian", sizes, frozen, "no-uim")
+    assert no_uim.stage_parameters(1) == {} and no_uim.uim_parameters() == []
+    with pytest.raises(ValueError, match="stages"):
+        model.stage_parameters(4)
+
+
+def test_uim_learns_intent_under_kl(sizes, frozen, batch):
+    """Stage 1 in miniature: UIM alone, KL(p || p_hat) on a fixed batch, drops markedly."""
+    model = build("daian", sizes, frozen).train()
+    g = torch.Generator().manual_seed(4)
+    p = torch.softmax(torch.randn(B, N_LEVELS, generator=g) * 2, dim=1)
+    opt = torch.optim.Adam(model.stage_parameters(1)["uim"], lr=1e-2)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        p_hat = model(batch).intent_pred
+        loss = F.kl_div(p_hat.log(), p, reduction="batchmean")
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Time buckets (DEI2N)
+
+
+def test_time_buckets_match_numpy():
+    dt = torch.tensor([[0, 1, 2, 3, 4, 7, 8, 100, 3001]])
+    size = time_buckets(3000, 2)
+    assert size == 2 + math.floor(2 * np.log2(3001))
+    ref = np.where(dt.numpy() > 0, 1 + np.floor(2 * np.log2(np.maximum(dt.numpy(), 1))), 0)
+    np.testing.assert_array_equal(bucketise_dt(dt, 2, size).numpy(), ref)
+    assert bucketise_dt(dt, 2, size).max() < size
+    assert time_buckets(3000, 0) == 3002
+    np.testing.assert_array_equal(bucketise_dt(dt, 0, 3002).numpy(), dt.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Sanity: every full model overfits a tiny batch
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_overfits_tiny_batch(name, sizes, frozen):
+    feats = make_batch(sizes, seed=11, b=32)
+    labels = (torch.arange(32) % 3 == 0).float()
+    model = build(name, sizes, frozen, seed=1).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(50):
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model(feats).logit, labels)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_uim_ids_switch(sizes, frozen, batch):
+    """By default UIM sees no ids (a new trigger id leaves p_hat alone); uim_ids=True sees them."""
+    changed = dict(batch)
+    changed["trigger"] = batch["trigger"].clone()
+    changed["trigger"][:, 0] = torch.where(batch["trigger"][:, 0] == 2, 3, 2)
+    without = build("daian", sizes, frozen).eval()
+    torch.testing.assert_close(without.predict_intent(batch), without.predict_intent(changed))
+    with_ids = build("daian", sizes, frozen, uim_ids=True).eval()
+    assert n_params(with_ids) > n_params(without)
+    assert not torch.allclose(with_ids.predict_intent(batch), with_ids.predict_intent(changed))
