@@ -5,6 +5,9 @@ A store is a folder holding
     item_ids.npy     (N,) int64, unique
     manifest.json    how the vectors were made (backend, model, dim, pooling, dtype, count, ...)
     index.faiss      optional FAISS index over the rows (see `retrieval.index`)
+
+`write_store` writes such a folder (each file atomically, the manifest last, so a folder with a
+manifest is complete); `EmbeddingStore.load` reads it back with the vectors memory-mapped.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import numpy as np
 EMBEDDINGS_FILE = "embeddings.npy"
 ITEM_IDS_FILE = "item_ids.npy"
 MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.faiss"
+VECTOR_DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -61,7 +66,22 @@ class EmbeddingStore:
         vectors = np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None)
         item_ids = np.load(path / ITEM_IDS_FILE)
         manifest = json.loads((path / MANIFEST_FILE).read_text())
+        if vectors.dtype.name not in VECTOR_DTYPES:
+            raise ValueError(f"{path / EMBEDDINGS_FILE}: dtype {vectors.dtype}, expected one of {VECTOR_DTYPES}")
+        if item_ids.dtype != np.int64:
+            raise ValueError(f"{path / ITEM_IDS_FILE}: dtype {item_ids.dtype}, expected int64")
+        for key, actual in (("dim", vectors.shape[1] if vectors.ndim == 2 else None),
+                            ("count", vectors.shape[0])):
+            if key in manifest and manifest[key] != actual:
+                raise ValueError(f"{path}: manifest says {key}={manifest[key]} but {EMBEDDINGS_FILE} has {actual}")
         return cls(vectors=vectors, item_ids=item_ids, manifest=manifest, path=path)
+
+    @property
+    def index_path(self) -> Path | None:
+        """The store's saved FAISS index file, if it has one."""
+        if self.path is None or not (self.path / INDEX_FILE).is_file():
+            return None
+        return self.path / INDEX_FILE
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `ids` have a row in the store."""
@@ -73,11 +93,54 @@ class EmbeddingStore:
     def rows_for(self, ids: np.ndarray) -> np.ndarray:
         """Row index of each id; raises KeyError naming the first ids absent from the store."""
         ids = np.asarray(ids, dtype=np.int64)
-        found = self.contains(ids)
+        pos = np.searchsorted(self._sorted_ids, ids)
+        if len(self._sorted_ids):
+            np.minimum(pos, len(self._sorted_ids) - 1, out=pos)
+            found = self._sorted_ids[pos] == ids
+        else:
+            found = np.zeros(ids.shape, dtype=bool)
         if not found.all():
             missing = np.unique(ids[~found])
             raise KeyError(
                 f"{missing.size} item id(s) not in the store"
                 f"{' ' + str(self.path) if self.path else ''}: first {missing[:10].tolist()}"
             )
-        return self._order[np.searchsorted(self._sorted_ids, ids)]
+        return self._order[pos]
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+def write_manifest(path: str | Path, manifest: dict) -> Path:
+    """Write `manifest.json` into store folder `path` atomically (sorted keys, stable bytes)."""
+    target = Path(path) / MANIFEST_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def write_store(path: str | Path, vectors: np.ndarray, item_ids: np.ndarray, manifest: dict) -> Path:
+    """Write a store folder from in-memory arrays; `dim`, `count` and `dtype` are set in the manifest.
+
+    Rows must already be L2-normalised (checked to 1e-3); the manifest is written last.
+    """
+    path = Path(path)
+    vectors = np.asarray(vectors)
+    if vectors.dtype.name not in VECTOR_DTYPES:
+        raise ValueError(f"vectors dtype {vectors.dtype}, expected one of {VECTOR_DTYPES}")
+    store = EmbeddingStore(vectors=vectors, item_ids=np.asarray(item_ids, dtype=np.int64))  # validates
+    norms = np.linalg.norm(vectors.astype(np.float32), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > 1e-3)
+    if bad.size:
+        raise ValueError(f"store rows must be L2-normalised: {bad.size} rows are not, first item ids "
+                         f"{store.item_ids[bad[:5]].tolist()} (norms {norms[bad[:5]].tolist()})")
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_save_npy(path / EMBEDDINGS_FILE, vectors)
+    _atomic_save_npy(path / ITEM_IDS_FILE, store.item_ids)
+    manifest = dict(manifest, dim=store.dim, count=len(store), dtype=vectors.dtype.name)
+    write_manifest(path, manifest)
+    return path

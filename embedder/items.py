@@ -1,0 +1,181 @@
+"""Items to embed: one text and an optional picture each, read from items.parquet or given in memory.
+
+An item may be an `Item`, a dict or any object (e.g. a dataclass) with `text` or `title` and optionally
+`picture` or `image` (a file path or a PIL image) and `item_id` or `id`; a plain string is a text-only
+item. Pictures are opened here so that every failure names the item and the file.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+MAX_ASPECT_RATIO = 200  # Qwen-VL's resize rejects pictures more elongated than this
+
+
+class BadPictureError(ValueError):
+    """A picture that is missing, unreadable, corrupt or unsupported; names the item and the path."""
+
+    def __init__(self, item_label: str, path: str, reason: str):
+        super().__init__(f"item {item_label}: picture {path}: {reason}")
+        self.item_label = item_label
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class Item:
+    """One item: its id (optional in memory), text, and picture (path, PIL image, or None)."""
+
+    text: str | None = None
+    picture: str | Path | Image.Image | None = None
+    item_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.item_id) if self.item_id is not None else "(no id)"
+
+
+def _field(obj: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj:
+                return obj[name]
+        elif hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def as_item(obj: Any, position: int) -> Item:
+    """Normalise one input to an `Item`; raises ValueError when it has neither text nor picture."""
+    if isinstance(obj, Item):
+        item = obj
+    elif isinstance(obj, str):
+        item = Item(text=obj)
+    else:
+        item_id = _field(obj, ("item_id", "id"))
+        item = Item(text=_field(obj, ("text", "title")), picture=_field(obj, ("picture", "image")),
+                    item_id=None if item_id is None else int(item_id))
+    if item.text is not None and not isinstance(item.text, str):
+        raise ValueError(f"item {item.label} at position {position}: text must be a string, "
+                         f"got {type(item.text).__name__}")
+    if isinstance(item.picture, float) and np.isnan(item.picture):  # pandas' missing value
+        item.picture = None
+    if not item.text and item.picture is None:
+        raise ValueError(f"item {item.label} at position {position} has neither text nor picture")
+    return item
+
+
+def as_items(items: Iterable[Any]) -> list[Item]:
+    """Normalise a sequence of inputs; raises ValueError on duplicate item ids."""
+    out = [as_item(obj, i) for i, obj in enumerate(items)]
+    ids = np.array([it.item_id for it in out if it.item_id is not None], dtype=np.int64)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        raise ValueError(f"duplicate item ids ({dup.size}): first {dup[:10].tolist()}")
+    return out
+
+
+def picture_size(item: Item) -> tuple[int, int]:
+    """(width, height) of the item's picture, reading only the file header."""
+    if isinstance(item.picture, Image.Image):
+        return item.picture.size
+    path = Path(item.picture)
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except FileNotFoundError:
+        raise BadPictureError(item.label, str(path), "file not found") from None
+    except Image.UnidentifiedImageError:
+        raise BadPictureError(item.label, str(path), "not a picture format PIL can read") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise BadPictureError(item.label, str(path), f"cannot be opened ({err})") from None
+    _check_size(item, str(path), size)
+    return size
+
+
+def _check_size(item: Item, path: str, size: tuple[int, int]) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise BadPictureError(item.label, path, f"empty picture ({w}x{h})")
+    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        raise BadPictureError(item.label, path, f"unsupported aspect ratio {w}x{h} (over {MAX_ASPECT_RATIO}:1)")
+
+
+def load_picture(item: Item) -> Image.Image:
+    """Decode the item's picture to RGB; raises BadPictureError naming the item and the path."""
+    if isinstance(item.picture, Image.Image):
+        _check_size(item, "(in-memory image)", item.picture.size)
+        return item.picture.convert("RGB")
+    path = Path(item.picture)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img.convert("RGB")
+    except FileNotFoundError:
+        raise BadPictureError(item.label, str(path), "file not found") from None
+    except Image.UnidentifiedImageError:
+        raise BadPictureError(item.label, str(path), "not a picture format PIL can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise BadPictureError(item.label, str(path), f"corrupt or truncated ({err})") from None
+    _check_size(item, str(path), rgb.size)
+    return rgb
+
+
+# --- items.parquet -------------------------------------------------------------------------------
+
+ITEM_COLUMNS = ("item_id", "title", "image")
+
+
+def read_items_table(path: str | Path) -> pa.Table:
+    """Read and validate items.parquet (the one place the embedder reads that file)."""
+    from retrieval.contract import read_table
+
+    return read_table(Path(path), "items")
+
+
+def items_from_table(table: pa.Table, images_root: str | Path | None, source: str = "items") -> list[Item]:
+    """Items from an items table (item_id, title, image relative to `images_root`)."""
+    for col in ("item_id", "title"):
+        if col not in table.column_names:
+            raise ValueError(f"{source}: missing column {col!r}")
+    ids = table.column("item_id").to_numpy(zero_copy_only=False)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{source}: column 'item_id' must be integer, got {table.schema.field('item_id').type}")
+    titles = table.column("title").to_pylist()
+    images = table.column("image").to_pylist() if "image" in table.column_names else [None] * len(ids)
+    root = Path(images_root) if images_root is not None else None
+    out = []
+    for i, (item_id, title, image) in enumerate(zip(ids.tolist(), titles, images)):
+        picture = None
+        if image:
+            picture = Path(image) if root is None or Path(image).is_absolute() else root / image
+        out.append(Item(text=title, picture=picture, item_id=int(item_id)))
+        if not title and picture is None:
+            raise ValueError(f"{source}: item {item_id} (row {i}) has neither title nor image")
+    return as_items(out)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def items_sha256(items: list[Item]) -> str:
+    """A content hash of in-memory items (ids, texts, picture paths; in-memory pictures by pixels)."""
+    h = hashlib.sha256()
+    for it in items:
+        pic = it.picture
+        if isinstance(pic, Image.Image):
+            pic = hashlib.sha256(pic.tobytes()).hexdigest() + f"{pic.size}{pic.mode}"
+        h.update(repr((it.item_id, it.text, None if pic is None else str(pic))).encode())
+    return h.hexdigest()

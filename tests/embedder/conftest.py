@@ -1,0 +1,58 @@
+"""Session fixtures for the embedder tests: a tiny catalogue, tiny Qwen-VL checkpoints, MiniLM once."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from tests
+
+import pytest
+
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+INSTRUCTION = "Find products like this one."
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread():
+    """Tiny models run faster on one thread, and far faster on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def catalogue(tmp_path_factory):
+    """items.parquet (12 items, 10 with a PNG) in its own dataset folder."""
+    from embedder.tiny import write_tiny_catalogue
+
+    return write_tiny_catalogue(tmp_path_factory.mktemp("dataset"), n=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """One tiny checkpoint folder per family; qwen2_vl is saved with its LM head, as GME is."""
+    from embedder.tiny import build_tiny_qwen_vl
+
+    root = tmp_path_factory.mktemp("models")
+    return {fam: build_tiny_qwen_vl(root / fam, fam, seed=1, lm_head=(fam == "qwen2_vl")) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def qwen_embedders(tiny_dirs):
+    from embedder import ItemEmbedder
+
+    return {fam: ItemEmbedder("qwen-vl", str(path), instruction=INSTRUCTION) for fam, path in tiny_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def text_embedder():
+    from embedder import ItemEmbedder
+
+    return ItemEmbedder("text")
+
+
+@pytest.fixture(scope="session")
+def st_model(text_embedder):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(text_embedder.backend.model_dir), device="cpu")

@@ -1,0 +1,164 @@
+"""build_store / embed-items: store contents, manifest, resumption, bad input."""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from embedder import Item, build_store
+from embedder.cli import main as embed_items
+from retrieval.store import EmbeddingStore
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_text_store_matches_sentence_transformers(catalogue, text_embedder, st_model, tmp_path):
+    out = build_store(catalogue, tmp_path / "store", embedder=text_embedder, batch_size=5, show_progress_bar=False)
+    store = EmbeddingStore.load(out)
+    table = pq.read_table(catalogue)
+    np.testing.assert_array_equal(store.item_ids, table.column("item_id").to_numpy())
+    ref = st_model.encode(table.column("title").to_pylist(), normalize_embeddings=True)
+    assert store.vectors.dtype == np.float32
+    assert (np.asarray(store.vectors) * ref).sum(1).min() >= 0.9999
+    m = store.manifest
+    assert (m["backend"], m["dim"], m["count"], m["dtype"], m["pooling"]) == ("text", 384, 12, "float32", "mean")
+    assert m["input"]["sha256"] == sha256(catalogue)
+    weights = text_embedder.backend.model_dir / "model.safetensors"
+    assert m["model"]["weights_sha256"] == hashlib.sha256(b"model.safetensors" + weights.read_bytes()).hexdigest()
+    assert m["index"] is None and not (out / "shards").exists()
+
+
+def test_qwen_store_float16_index_and_manifest(catalogue, qwen_embedders, tmp_path):
+    emb = qwen_embedders["qwen2_vl"]
+    out = build_store(catalogue, tmp_path / "store", embedder=emb, batch_size=4, dtype="float16",
+                      index="Flat", show_progress_bar=False)
+    store = EmbeddingStore.load(out)
+    assert store.vectors.dtype == np.float16
+    rows = pq.read_table(catalogue).to_pylist()
+    items = [Item(r["title"], catalogue.parent / r["image"] if r["image"] else None, r["item_id"]) for r in rows]
+    ref = emb.encode(items, batch_size=4)
+    np.testing.assert_allclose(np.asarray(store.vectors, dtype=np.float32), ref, atol=2e-3)
+    m = store.manifest
+    assert m["backend"] == "qwen-vl" and m["model"]["family"] == "qwen2_vl"
+    assert m["instruction"] == emb.backend.instruction and m["pooling"] == "last"
+    bounds = (emb.backend.min_pixels, emb.backend.max_pixels, 28)
+    assert (m["min_pixels"], m["max_pixels"], m["resize_factor"]) == bounds
+    assert m["items_without_picture"] == {"no_picture_given": 2, "bad_picture_text_only": []}
+    assert m["index"]["factory"] == "Flat" and (out / "index.faiss").is_file()
+    with pytest.raises(FileExistsError, match="already holds an embedding store"):
+        build_store(catalogue, out, embedder=emb, show_progress_bar=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_byte_equal(catalogue, qwen_embedders, tmp_path):
+    emb = qwen_embedders["qwen2_5_vl"]
+    kw = dict(embedder=emb, batch_size=2, shard_size=3, index="Flat", show_progress_bar=False)
+    full = build_store(catalogue, tmp_path / "full", **kw)
+
+    def fail_after_two(s):
+        if s == 1:
+            raise Interrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(Interrupt):
+        build_store(catalogue, part, on_shard_done=fail_after_two, **kw)
+    assert sorted(p.name for p in (part / "shards").glob("shard-*.npy")) == ["shard-000000.npy", "shard-000001.npy"]
+    assert not (part / "manifest.json").exists()
+    # a rerun with other settings must not mix its vectors with these shards
+    with pytest.raises(ValueError, match="different run.*batch_size"):
+        build_store(catalogue, part, **dict(kw, batch_size=3))
+    redone = []
+    build_store(catalogue, part, on_shard_done=redone.append, **kw)
+    assert redone == [2, 3]  # 12 items in shards of 3: only the unfinished shards ran
+    for name in ("embeddings.npy", "item_ids.npy", "manifest.json", "index.faiss"):
+        assert (part / name).read_bytes() == (full / name).read_bytes(), name
+    assert not (part / "shards").exists()
+
+
+@pytest.fixture()
+def bad_dataset(catalogue, tmp_path):
+    """A copy of the catalogue whose pictures of items 1007, 1014, 1021 are missing / corrupt / unsupported."""
+    folder = tmp_path / "bad"
+    shutil.copytree(catalogue.parent, folder)
+    (folder / "images" / "1007.png").unlink()
+    data = (folder / "images" / "1014.png").read_bytes()
+    (folder / "images" / "1014.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut
+    (folder / "images" / "1021.png").write_text("not a picture")
+    return folder / "items.parquet"
+
+
+@pytest.mark.parametrize("item_id,reason", [(1007, "file not found"), (1014, "corrupt or truncated"),
+                                            (1021, "not a picture format")])
+def test_bad_picture_fails_naming_item_and_path(bad_dataset, qwen_embedders, tmp_path, item_id, reason):
+    table = pq.read_table(bad_dataset)
+    keep = [i for i, x in enumerate(table.column("item_id").to_pylist()) if x in (1000, item_id)]
+    single = bad_dataset.parent / f"only_{item_id}.parquet"
+    pq.write_table(table.take(keep), single)
+    path = bad_dataset.parent / "images" / f"{item_id}.png"
+    with pytest.raises(ValueError, match=rf"item {item_id}: picture {path}: {reason}"):
+        build_store(single, tmp_path / "s", embedder=qwen_embedders["qwen3_vl"], show_progress_bar=False)
+
+
+def test_bad_pictures_text_only(bad_dataset, qwen_embedders, tmp_path):
+    emb = qwen_embedders["qwen3_vl"]
+    out = build_store(bad_dataset, tmp_path / "s", embedder=emb, on_bad_image="text-only", batch_size=4,
+                      show_progress_bar=False)
+    store = EmbeddingStore.load(out)
+    assert store.manifest["items_without_picture"]["bad_picture_text_only"] == [1007, 1014, 1021]
+    titles = dict(zip(*pq.read_table(bad_dataset, columns=["item_id", "title"]).to_pydict().values()))
+    ref = emb.encode([titles[i] for i in (1007, 1014, 1021)])
+    got = np.asarray(store.vectors[store.rows_for([1007, 1014, 1021])])
+    assert (got * ref).sum(1).min() >= 0.9999
+    good = emb.encode([Item(titles[1000], bad_dataset.parent / "images" / "1000.png")])[0]
+    assert float(np.asarray(store.vectors[store.rows_for([1000])])[0] @ good) >= 0.9999
+
+
+def test_unsupported_aspect_ratio(qwen_embedders, tmp_path):
+    Image.new("RGB", (600, 2), (0, 0, 0)).save(tmp_path / "thin.png")
+    with pytest.raises(ValueError, match=r"item 4: picture .*thin.png: unsupported aspect ratio"):
+        build_store([Item("x", tmp_path / "thin.png", 4)], tmp_path / "s", embedder=qwen_embedders["qwen2_vl"],
+                    show_progress_bar=False)
+
+
+def test_items_without_text_and_picture_or_duplicated(catalogue, text_embedder, tmp_path):
+    table = pq.read_table(catalogue)
+    blank = table.set_column(1, "title", pa.array([""] + table.column("title").to_pylist()[1:]))
+    blank = blank.set_column(2, "image", pa.array([None] * len(blank), pa.string()))
+    pq.write_table(blank, tmp_path / "blank.parquet")
+    # items.parquet is checked by retrieval.contract (when present) or by the embedder: either names the row
+    with pytest.raises(ValueError, match=r"neither.*(title|picture)") as err:
+        build_store(tmp_path / "blank.parquet", tmp_path / "a", embedder=text_embedder, show_progress_bar=False)
+    assert "1000" in str(err.value)
+    dup = pa.concat_tables([table, table.slice(3, 2)])
+    pq.write_table(dup, tmp_path / "dup.parquet")
+    with pytest.raises(ValueError, match=r"(?i)duplicate|repeat an id") as err:
+        build_store(tmp_path / "dup.parquet", tmp_path / "b", embedder=text_embedder, show_progress_bar=False)
+    assert "1021" in str(err.value)
+    with pytest.raises(ValueError, match=r"duplicate item ids \(2\): first \[1021, 1028\]"):
+        build_store(dup, tmp_path / "b", embedder=text_embedder, show_progress_bar=False)
+    with pytest.raises(ValueError, match="no item_id"):
+        build_store(["no id"], tmp_path / "c", embedder=text_embedder, show_progress_bar=False)
+
+
+def test_embed_items_cli(catalogue, tiny_dirs, tmp_path, capsys):
+    out = tmp_path / "cli_store"
+    rc = embed_items(["--items", str(catalogue), "--backend", "qwen-vl", "--model", str(tiny_dirs["qwen3_vl"]),
+                      "--out", str(out), "--batch-size", "4", "--index", "auto", "--min-pixels", "1024",
+                      "--max-pixels", "4096", "--instruction", "Find it.", "--no-progress"])
+    assert rc == 0 and str(out) in capsys.readouterr().out
+    store = EmbeddingStore.load(out)
+    m = store.manifest
+    settings = (m["min_pixels"], m["max_pixels"], m["instruction"], m["index"]["factory"])
+    assert settings == (1024, 4096, "Find it.", "Flat")
+    assert len(store) == 12 and json.loads((out / "manifest.json").read_text())["count"] == 12
+    rc = embed_items(["--items", str(catalogue), "--out", str(tmp_path / "x"), "--instruction", "y"])
+    assert rc == 2 and "--instruction applies to --backend qwen-vl only" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""Session fixtures for the retrieval tests: synthetic stores, and one tiny Qwen-VL store for the CLI."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from tests
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread():
+    """Tiny models run faster on one thread, and far faster on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def unit_rows(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def random_store(tmp_path_factory):
+    """2,000 random unit vectors of dim 32 with shuffled, non-contiguous ids."""
+    from retrieval.store import write_store
+
+    rng = np.random.default_rng(0)
+    vectors = unit_rows(rng.standard_normal((2000, 32)))
+    ids = rng.permutation(np.arange(2000, dtype=np.int64) * 3 + 11)
+    return write_store(tmp_path_factory.mktemp("random_store"), vectors, ids, {"backend": "synthetic"})
+
+
+@pytest.fixture(scope="session")
+def clustered():
+    """8,000 unit vectors of dim 32 around 80 overlapping clusters (a catalogue-like structure) + 100 queries."""
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((80, 32))
+    data = unit_rows(centres[rng.integers(0, 80, 8000)] + 1.0 * rng.standard_normal((8000, 32)))
+    queries = unit_rows(centres[rng.integers(0, 80, 100)] + 1.0 * rng.standard_normal((100, 32)))
+    return data, queries
+
+
+@pytest.fixture(scope="session")
+def qwen_store(tmp_path_factory):
+    """A store of a 12-item catalogue embedded by a tiny Qwen2-VL, with the model folder."""
+    from embedder import build_store
+    from embedder.tiny import build_tiny_qwen_vl, write_tiny_catalogue
+
+    root = tmp_path_factory.mktemp("qwen_store")
+    items = write_tiny_catalogue(root / "data", n=12)
+    model = build_tiny_qwen_vl(root / "model", "qwen2_vl", seed=0)
+    store = build_store(items, root / "store", backend="qwen-vl", model=str(model), batch_size=4,
+                        index="Flat", show_progress_bar=False)
+    return store, model, items

@@ -1,0 +1,101 @@
+"""EmbeddingStore, pair_similarity and StoreSearcher against numpy."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.index import SearchIndex, build_index, save_index
+from retrieval.search import StoreSearcher
+from retrieval.similarity import pair_similarity
+from retrieval.store import EmbeddingStore, write_store
+
+
+def test_load_is_memory_mapped_and_looks_up_ids(random_store):
+    store = EmbeddingStore.load(random_store)
+    assert isinstance(store.vectors, np.memmap) and store.dim == 32 and len(store) == 2000
+    ids = store.item_ids[[5, 17, 1999]]
+    np.testing.assert_array_equal(store.rows_for(ids), [5, 17, 1999])
+    np.testing.assert_array_equal(store.contains(np.array([ids[0], 12])), [True, False])  # ids are 11 + 3i
+    with pytest.raises(KeyError, match=r"2 item id\(s\) not in the store .*first \[12, 13\]"):
+        store.rows_for(np.array([ids[0], 13, 12]))
+    assert store.manifest["dim"] == 32 and store.manifest["count"] == 2000
+
+
+def test_pair_similarity_equals_numpy(random_store, tmp_path):
+    store = EmbeddingStore.load(random_store)
+    rng = np.random.default_rng(2)
+    a, b = rng.choice(store.item_ids, 500), rng.choice(store.item_ids, 500)
+    vecs = np.load(random_store / "embeddings.npy")
+    row = {int(i): r for r, i in enumerate(np.load(random_store / "item_ids.npy"))}
+    ref = np.array([vecs[row[int(x)]] @ vecs[row[int(y)]] for x, y in zip(a, b)])
+    np.testing.assert_allclose(pair_similarity(store, a, b), ref, atol=1e-6)
+    half = EmbeddingStore.load(write_store(tmp_path / "f16", vecs.astype(np.float16), store.item_ids, {}))
+    np.testing.assert_allclose(pair_similarity(half, a, b), ref, atol=2e-3)
+
+
+def test_write_store_refuses_bad_input(tmp_path):
+    v = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="duplicate item ids in store: \\[4\\]"):
+        write_store(tmp_path / "a", v, np.array([4, 4, 5]), {})
+    with pytest.raises(ValueError, match="L2-normalised: 1 rows"):
+        write_store(tmp_path / "b", v * np.array([[1], [2], [1]], dtype=np.float32), np.array([1, 2, 3]), {})
+    with pytest.raises(ValueError, match="dtype float64"):
+        write_store(tmp_path / "c", v.astype(np.float64), np.array([1, 2, 3]), {})
+    path = write_store(tmp_path / "d", v, np.array([1, 2, 3]), {})
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps(dict(manifest, dim=4)))
+    with pytest.raises(ValueError, match="manifest says dim=4 but embeddings.npy has 3"):
+        EmbeddingStore.load(path)
+    with pytest.raises(FileNotFoundError, match="not an embedding store"):
+        EmbeddingStore.load(tmp_path / "nothing")
+
+
+def test_searcher_by_ids_excludes_self_and_equals_brute_force(random_store):
+    store = EmbeddingStore.load(random_store)
+    searcher = StoreSearcher.open(store)
+    query_ids = store.item_ids[::97]
+    found = searcher.search_ids(query_ids, k=5)
+    vecs = np.asarray(store.vectors)
+    sims = vecs[store.rows_for(query_ids)] @ vecs.T
+    sims[np.arange(len(query_ids)), store.rows_for(query_ids)] = -np.inf  # the item itself
+    ref_rows = np.argsort(-sims, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(found.item_ids, store.item_ids[ref_rows])
+    np.testing.assert_allclose(found.scores, np.take_along_axis(sims, ref_rows, 1), atol=1e-5)
+    assert not (found.item_ids == query_ids[:, None]).any()
+    q = vecs[store.rows_for(query_ids)]
+    plain = searcher.search(q, 5)
+    absent = searcher.search(q, 5, exclude_ids=np.full(len(query_ids), -5))  # not among the neighbours
+    np.testing.assert_array_equal(absent.item_ids, plain.item_ids)
+    np.testing.assert_array_equal(plain.item_ids[:, 1:], found.item_ids[:, :4])
+    with pytest.raises(KeyError, match="not in the store"):
+        searcher.search_ids([1])
+
+
+def test_searcher_range_and_saved_index(random_store, tmp_path):
+    store = EmbeddingStore.load(random_store)
+    q = np.asarray(store.vectors[:3], dtype=np.float32)
+    searcher = StoreSearcher.open(store, factory="Flat")
+    for (ids, scores), qv in zip(searcher.range(q, 0.5, exclude_ids=store.item_ids[:3]), q):
+        sims = np.asarray(store.vectors) @ qv
+        expected = set(store.item_ids[sims >= 0.5].tolist()) - set(store.item_ids[:3].tolist())
+        assert set(ids.tolist()) == expected
+    other = save_index(build_index(np.eye(16, dtype=np.float32), "Flat"), tmp_path / "other.faiss")
+    with pytest.raises(ValueError, match="index dimension 16 does not match the store's 32"):
+        StoreSearcher.open(store, index_path=other)
+    fewer = save_index(build_index(np.asarray(store.vectors[:10]), "Flat"), tmp_path / "fewer.faiss")
+    with pytest.raises(ValueError, match="index holds 10 vectors but the store has 2000"):
+        StoreSearcher.open(store, index_path=fewer)
+    wrapped = SearchIndex.wrap(build_index(np.asarray(store.vectors), "Flat"), use_gpu=False)
+    assert StoreSearcher(store, wrapped).search(q, 1).item_ids[:, 0].tolist() == store.item_ids[:3].tolist()
+
+
+def test_library_does_not_import_embedder():
+    """embedder -> retrieval, never the reverse (the search-items CLI imports embedder lazily)."""
+    code = ("import sys, retrieval.store, retrieval.index, retrieval.search, retrieval.similarity, retrieval.cli; "
+            "print(any(m == 'embedder' or m.startswith('embedder.') for m in sys.modules))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "False"
