@@ -1,0 +1,211 @@
+"""The training configuration: one typed dataclass that `train-daian`, scripts and tests fill in.
+
+`TrainConfig` holds everything a run needs besides the model's own architecture, which lives in
+`daian.models.config.ModelConfig`; `model_settings` overrides that config's fields by name (checked
+against its dataclass fields, so a misspelt key is an error, not a silently ignored setting).
+Defaults follow the DAIAN paper's implementation details (batch 4096, Adagrad, lr 0.05).
+`from_mapping` and `parse_set` turn `key=value` strings (CLI `--set`) into typed field values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_NAMES = ("din", "dei2n", "daian")
+OPTIMIZERS = ("adagrad", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """One training run (one model, one or more seeds)."""
+
+    # --- inputs and outputs
+    data: Path  # label-intents output folder: train.parquet, test.parquet (or folders of parts), manifest.json
+    store: Path  # embedding store folder: the frozen multimodal item vectors
+    run: Path  # output folder: checkpoint/, metrics.json, predictions.parquet (seed-S/ sub-runs for several seeds)
+    dataset: Path | None = None  # dataset folder (items/users.parquet, truth/); None = read it from the labelled manifest
+    # --- model
+    model: str = "daian"  # din | dei2n | daian
+    ablation: str | None = None  # one of the model's ablation names (daian.models.ABLATIONS), None = full model
+    model_settings: dict[str, Any] = field(default_factory=dict)  # ModelConfig field -> value overrides
+    # --- optimisation (paper: batch 4096, Adagrad, lr 0.05 for every model)
+    seeds: tuple[int, ...] = (1,)  # one sub-run per seed; results reported as mean and std
+    batch_size: int = 4096  # training rows per step (global, over all processes)
+    optimizer: str = "adagrad"  # adagrad (the papers) | adam
+    lr: float = 0.05  # learning rate of the CTR stage
+    epochs: int = 1  # CTR epochs (DAIAN's stage 3; the only stage of DIN and DEI2N)
+    uim_epochs: int = 1  # DAIAN stage 1: UIM pre-training on KL(p || p_hat)
+    uim_lr: float = 0.05  # DAIAN stage 1 learning rate
+    die_epochs: int = 1  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
+    die_lr: float = 0.05  # DAIAN stage 2 learning rate
+    uim_lr_factor: float = 0.1  # DAIAN stage 3: UIM learns at lr * this (the paper: "a smaller learning rate")
+    eval_batch_size: int = 16384  # rows per step when scoring the test split
+    # --- data shaping
+    max_hist: int = 50  # behaviour sequence length L (paper: at most 50 items)
+    max_subseq: int = 20  # multimodal / category subsequence length T
+    max_page: int = 20  # pages above this share one embedding
+    max_dt: int = 20160  # minutes (14 days): older history intervals are clipped to it
+    price_buckets: int = 10  # price -> quantile bucket over the train split's items
+    # --- execution
+    device: str = "auto"  # auto (accelerate decides) | cpu | cuda
+    num_workers: int = 0  # DataLoader workers assembling batches (0 = in the training process)
+    cpu_threads: int = 0  # torch intra-op threads (0 = torch's default; 1 avoids oversubscribing a shared CPU)
+    deterministic: bool = True  # torch deterministic algorithms: bit-identical reruns and resumes (multi-threaded CPU scatter-adds otherwise vary in the last bit)
+    progress: bool = True  # tqdm progress bars
+    resume: bool = False  # continue from RUN/checkpoint (epoch granularity) instead of refusing a non-empty run
+
+    def __post_init__(self) -> None:
+        self.data = Path(self.data)
+        self.store = Path(self.store)
+        self.run = Path(self.run)
+        self.dataset = None if self.dataset is None else Path(self.dataset)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.model_settings = dict(self.model_settings)
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {list(MODEL_NAMES)}, got {self.model!r}")
+        if self.ablation in ("", "none"):
+            self.ablation = None
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat a value: {list(self.seeds)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+        for name in ("batch_size", "eval_batch_size", "max_hist", "max_subseq", "max_page",
+                     "max_dt", "price_buckets"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "uim_lr", "die_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.uim_lr_factor <= 1:
+            raise ValueError(f"uim_lr_factor must be in [0, 1], got {self.uim_lr_factor}")
+        if "name" in self.model_settings or "ablation" in self.model_settings:
+            raise ValueError("set the model and ablation with `model` / `ablation`, not model_settings")
+
+    def model_config(self):
+        """The resolved `ModelConfig` (defaults, then `model_settings`); unknown keys raise ValueError."""
+        from daian.models.config import ModelConfig
+
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(self.model_settings) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; ModelConfig fields are {sorted(known)}")
+        hints = typing.get_type_hints(ModelConfig)
+        values = {k: coerce(v, hints[k], f"model.{k}") for k, v in self.model_settings.items()}
+        return ModelConfig(name=self.model, ablation=self.ablation, **values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (paths as strings); `from_mapping(to_dict())` rebuilds the config."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+            elif isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict of field -> value (strings are parsed by the field's type).
+
+        Keys `model.<field>` go to `model_settings`; any other unknown key raises ValueError.
+        """
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        settings = dict(values.get("model_settings") or {})
+        for key, value in values.items():
+            if key == "model_settings":
+                continue
+            if key.startswith("model."):
+                settings[key[len("model."):]] = value
+            elif key in names:
+                kwargs[key] = coerce(value, hints[key], key)
+            else:
+                raise ValueError(f"unknown training setting {key!r}; known: {sorted(names)} "
+                                 "(model architecture settings are written model.<field>)")
+        kwargs["model_settings"] = settings
+        return cls(**kwargs)
+
+
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """`["a=1", "model.dropout=0.1"]` -> `{"a": "1", "model.dropout": "0.1"}` (values still strings)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert `value` (often a CLI string) to the annotated type `hint`; ValueError naming `name`."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for arg in inner:
+            try:
+                return coerce(value, arg, name)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(f"{name}: cannot read {value!r} as {hint} ({'; '.join(errors)})")
+    if not isinstance(value, str):
+        if origin is tuple and isinstance(value, (list, tuple)):
+            inner = args[0] if args else Any
+            return tuple(coerce(v, inner, name) for v in value)
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if hint is Path and isinstance(value, str | Path):
+            return Path(value)
+        return value
+    text = value.strip()
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if hint is Path:
+            return Path(text)
+        if origin is tuple:
+            inner = args[0] if args else str
+            parts = [p for p in text.strip("()[]").split(",") if p.strip()]
+            return tuple(coerce(p.strip(), inner, name) for p in parts)
+        if origin in (dict, list) or hint in (dict, list):
+            return json.loads(text)
+        if hint is Any:
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return text
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)} ({exc})") from exc
+    raise ValueError(f"{name}: unsupported setting type {hint}")

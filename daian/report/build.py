@@ -1,0 +1,75 @@
+"""`build_report(config)`: finished runs + labelled data + dataset folder -> the report.
+
+Writes OUT/report.html (self-contained), OUT/report.md with OUT/figures/*.png, and OUT/report.json
+(every number shown, for scripts). All metrics are recomputed from each run's predictions.parquet
+with `daian.metrics` (`daian.report.scored`); the sections are drawn by `daian.report.sections`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from daian.report import sections as S
+from daian.report.config import ReportConfig
+from daian.report.data import Catalogue, Labelled, Truth, resolve_inputs
+from daian.report.runs import checkpoint_train_config, collect_runs
+from daian.report.scored import load_scored, load_sweep
+from daian.report.writers import Document, write_html, write_markdown
+
+
+def build_report(config: ReportConfig) -> dict[str, Path]:
+    """Write the report of `config.runs`; returns the paths written (html, md, json, figures)."""
+    runs = collect_runs(list(config.runs))
+    data, dataset = resolve_inputs(config.data, config.dataset, checkpoint_train_config(runs[0]))
+    labelled = Labelled.open(data)
+    catalogue = Catalogue.read(dataset)
+    truth = Truth.read(dataset)
+    scored = load_scored(runs, labelled, config.progress)
+    sweep = load_sweep(config)
+    doc_json: dict = {"title": config.title, "data": str(labelled.path), "dataset": str(dataset),
+                      "levels": labelled.levels, "runs": {r.name: {str(s): str(p) for s, p in r.seeds.items()}
+                                                          for r in runs}}
+    steps = [
+        lambda: S.setup_section(scored, labelled, dataset, config),
+        lambda: S.comparison_section(scored, config, doc_json),
+        lambda: S.ablation_section(scored, config, doc_json),
+        lambda: S.intent_section(scored, labelled, truth, config, doc_json),
+        lambda: S.diversity_section(scored, labelled, truth, catalogue, config, doc_json),
+        lambda: S.sweep_section(sweep, scored, labelled, config, doc_json),
+        lambda: S.ctr_section(labelled, config, doc_json),
+        lambda: S.examples_section(scored, catalogue, config, doc_json),
+    ]
+    sections = []
+    for step in tqdm(steps, desc="report: sections", disable=not config.progress, unit="section"):
+        section = step()
+        if section is not None:
+            sections.append(section)
+    seeds = sorted({s for r in runs for s in r.seeds})
+    lead = (f"{len(runs)} runs over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), scored on the test split "
+            "of the labelled data. Every number below is recomputed from the runs' predictions.parquet.")
+    doc = Document(config.title, lead, sections)
+    config.out.mkdir(parents=True, exist_ok=True)
+    md = write_markdown(doc, config.out)
+    html_path = write_html(doc, config.out)
+    json_path = config.out / "report.json"
+    json_path.write_text(json.dumps(_jsonable(doc_json), indent=2, ensure_ascii=False) + "\n")
+    return {"html": html_path, "markdown": md, "json": json_path, "figures": config.out / "figures"}
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (float, np.floating)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x

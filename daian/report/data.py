@@ -1,0 +1,251 @@
+"""Reading what the report needs besides the runs: the labelled splits, the catalogue, the truth.
+
+Everything is read with pyarrow and handed on as numpy arrays; only the columns a section uses
+are read, so the report stays cheap on large logs. Test predictions are matched to labelled test
+rows by (request_id, item_id), which the labelling guarantees to be unique.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from daian.report.runs import list_matrix
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Labelled:
+    """A label-intents output folder: its manifest and its split files."""
+
+    path: Path
+    manifest: dict
+    levels: int  # n
+    edges: np.ndarray  # (n + 1,) similarity bin edges fitted on the train split
+
+    @classmethod
+    def open(cls, path: Path) -> "Labelled":
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{path}: no {MANIFEST} (expected a label-intents output folder)")
+        manifest = json.loads(manifest_path.read_text())
+        edges = np.asarray(manifest.get("bin_edges") or [], dtype=np.float64)
+        if edges.ndim != 1 or edges.size < 3 or not (np.diff(edges) > 0).all():
+            raise ValueError(f"{manifest_path}: 'bin_edges' must be at least 3 increasing numbers, "
+                             f"got {manifest.get('bin_edges')!r}")
+        levels = int(manifest.get("levels", edges.size - 1))
+        if levels != edges.size - 1:
+            raise ValueError(f"{manifest_path}: levels {levels} but {edges.size} bin edges")
+        return cls(path, manifest, levels, edges)
+
+    def split_path(self, split: str) -> Path:
+        """SPLIT.parquet (a file or a folder of parts) or SPLIT/."""
+        for candidate in (self.path / f"{split}.parquet", self.path / split):
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(f"{self.path}: no {split}.parquet (file or folder of parts)")
+
+    def read(self, split: str, columns: list[str]) -> pa.Table:
+        """The named columns of one split; ValueError names the file and the missing columns."""
+        path = self.split_path(split)
+        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {schema.names}")
+        return pq.read_table(path, columns=columns)
+
+
+def column(table: pa.Table, name: str) -> np.ndarray:
+    """A non-list column as numpy (nulls are an error naming the column)."""
+    col = table.column(name)
+    if col.null_count:
+        raise ValueError(f"column '{name}' holds {col.null_count} null(s)")
+    return col.to_numpy()
+
+
+def intent_matrix(table: pa.Table, what: str) -> np.ndarray:
+    return list_matrix(table.column("intent"), f"{what}: column 'intent'")
+
+
+def similarity_level(sims: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Level i where edges[i] <= s < edges[i+1]; values outside clip to the first or last level.
+
+    The labelling's own rule (its last bin also holds the top edge), restated here so that the
+    report does not depend on the labelling package.
+    """
+    return np.searchsorted(np.asarray(edges, np.float64)[1:-1], np.asarray(sims, np.float64), side="right")
+
+
+# ----------------------------------------------------------------------------- matching rows
+
+
+class RowIndex:
+    """Look-up of reference rows by (request_id, item_id), built once and queried per prediction file."""
+
+    def __init__(self, req: np.ndarray, item: np.ndarray, what: str) -> None:
+        self.req_values = np.unique(req)
+        self.item_values = np.unique(item)
+        key = self._codes(req, self.req_values)[0] * self.item_values.size + self._codes(item, self.item_values)[0]
+        self.order = np.argsort(key, kind="stable")
+        self.sorted_key = key[self.order]
+        dup = np.flatnonzero(self.sorted_key[1:] == self.sorted_key[:-1])
+        if dup.size:
+            row = self.order[dup[0]]
+            raise ValueError(f"{what}: the rows repeat (request_id {req[row]}, item_id {item[row]})")
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @staticmethod
+    def _codes(values: np.ndarray, uniq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(uniq, values), max(uniq.size - 1, 0))
+        found = uniq[pos] == values if uniq.size else np.zeros(np.shape(values), bool)
+        return pos.astype(np.int64), found
+
+    def find(self, req: np.ndarray, item: np.ndarray, what: str) -> np.ndarray:
+        """Reference row of each (request_id, item_id); ValueError naming `what` when one is absent."""
+        if self._last is not None and np.array_equal(req, self._last[0]) and np.array_equal(item, self._last[1]):
+            return self._last[2]  # the runs of a comparison list the test rows in the same order
+        r, fr = self._codes(req, self.req_values)
+        i, fi = self._codes(item, self.item_values)
+        key = r * self.item_values.size + i
+        pos = np.minimum(np.searchsorted(self.sorted_key, key), max(self.sorted_key.size - 1, 0))
+        found = fr & fi & (self.sorted_key[pos] == key if self.sorted_key.size else False)
+        if not np.all(found):
+            bad = np.flatnonzero(~found)
+            raise ValueError(f"{what}: {bad.size} row(s) have no matching labelled test row; first at row "
+                             f"{int(bad[0])} (request_id {req[bad[0]]}, item_id {item[bad[0]]}); were the runs "
+                             "trained on this labelled folder?")
+        idx = self.order[pos]
+        self._last = (req, item, idx)
+        return idx
+
+
+def align(req: np.ndarray, item: np.ndarray, ref_req: np.ndarray, ref_item: np.ndarray,
+          what: str) -> np.ndarray:
+    """Index into the reference rows of each (request_id, item_id) row; ValueError when one is absent."""
+    return RowIndex(ref_req, ref_item, what).find(req, item, what)
+
+
+# ----------------------------------------------------------------------------- dataset folder
+
+
+@dataclass
+class Catalogue:
+    """items.parquet: title, picture path and leaf category by item id."""
+
+    root: Path
+    item_id: np.ndarray  # sorted
+    title: list[str | None]
+    image: list[str | None]
+    category: np.ndarray
+
+    @classmethod
+    def read(cls, dataset: Path) -> "Catalogue":
+        path = Path(dataset) / "items.parquet"
+        if not path.is_file():
+            raise FileNotFoundError(f"{dataset}: no items.parquet (is this a dataset folder?)")
+        table = pq.read_table(path)
+        missing = [c for c in ("item_id", "category_id") if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        ids = table.column("item_id").to_numpy()
+        order = np.argsort(ids, kind="stable")
+        n = table.num_rows
+
+        def strings(name: str) -> list:
+            values = table.column(name).to_pylist() if name in table.column_names else [None] * n
+            return [values[i] for i in order]
+
+        return cls(Path(dataset), ids[order], strings("title"), strings("image"),
+                   table.column("category_id").to_numpy()[order])
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id; -1 where the catalogue lacks it."""
+        ids = np.asarray(ids)
+        pos = np.minimum(np.searchsorted(self.item_id, ids), max(self.item_id.size - 1, 0))
+        found = self.item_id[pos] == ids if self.item_id.size else np.zeros(ids.shape, bool)
+        return np.where(found, pos, -1)
+
+    def picture_path(self, item_id: int) -> Path | None:
+        row = int(self.rows(np.array([item_id]))[0])
+        if row < 0 or not self.image[row]:
+            return None
+        return self.root / self.image[row]
+
+    def title_of(self, item_id: int) -> str:
+        row = int(self.rows(np.array([item_id]))[0])
+        if row < 0:
+            return f"item {item_id} (not in items.parquet)"
+        return self.title[row] or f"item {item_id}"
+
+
+@dataclass
+class Truth:
+    """truth/users.parquet of a simulated world: planted user type and intent profile."""
+
+    user_id: np.ndarray  # sorted
+    user_type: np.ndarray | None  # (U,) object
+    profile: np.ndarray | None  # (U, n_planted) float64
+
+    @classmethod
+    def read(cls, dataset: Path | None) -> "Truth | None":
+        if dataset is None:
+            return None
+        path = Path(dataset) / "truth" / "users.parquet"
+        if not path.is_file():
+            return None
+        table = pq.read_table(path)
+        if "user_id" not in table.column_names:
+            raise ValueError(f"{path}: no 'user_id' column")
+        ids = table.column("user_id").to_numpy()
+        order = np.argsort(ids, kind="stable")
+        types = (np.asarray(table.column("user_type").to_pylist(), dtype=object)[order]
+                 if "user_type" in table.column_names else None)
+        profile = (list_matrix(table.column("intent_profile"), f"{path}: column 'intent_profile'")[order]
+                   if "intent_profile" in table.column_names else None)
+        return cls(ids[order], types, profile)
+
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users)
+        pos = np.minimum(np.searchsorted(self.user_id, users), max(self.user_id.size - 1, 0))
+        found = self.user_id[pos] == users if self.user_id.size else np.zeros(users.shape, bool)
+        return np.where(found, pos, -1)
+
+    def types_of(self, users: np.ndarray) -> np.ndarray | None:
+        """Planted type per user (None where unknown), or None without a user_type column."""
+        if self.user_type is None:
+            return None
+        rows = self.rows(users)
+        out = np.empty(rows.shape, dtype=object)
+        out[:] = None
+        out[rows >= 0] = self.user_type[rows[rows >= 0]]
+        return out
+
+
+def resolve_inputs(data: Path | None, dataset: Path | None, recorded: dict) -> tuple[Path, Path]:
+    """The labelled and dataset folders: given ones, else those the runs recorded in training."""
+    if data is None:
+        if not recorded.get("data"):
+            raise ValueError("the runs record no labelled data folder (checkpoint/config.json); pass --data")
+        data = Path(recorded["data"])
+    if dataset is None:
+        if recorded.get("dataset"):
+            dataset = Path(recorded["dataset"])
+        else:
+            manifest_path = Path(data) / MANIFEST
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+            named = manifest.get("dataset") or manifest.get("data")
+            if isinstance(named, dict):
+                named = named.get("path")
+            if not isinstance(named, str):
+                raise ValueError(f"neither the runs nor {manifest_path} name the dataset folder; pass --dataset")
+            dataset = Path(named) if Path(named).is_absolute() else Path(data) / named
+    for path, flag in ((Path(data), "--data"), (Path(dataset), "--dataset")):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such folder (pass {flag})")
+    return Path(data), Path(dataset)

@@ -1,0 +1,667 @@
+"""Training, checkpoints, evaluation and model comparison for DIN, DEI2N and DAIAN.
+
+`train(config)` loads the labelled data once, then per seed builds the model, runs its stages,
+checkpoints every epoch, scores the test split and writes `predictions.parquet` and `metrics.json`.
+`compare(config, models, ...)` does that for several models (and ablations) and writes a table.
+
+Stages. A `Stage` owns its optimizer over a subset of the parameters, its loss and its epoch count,
+so a schedule is a list of stages (DIN and DEI2N: one CTR stage; DAIAN: three; a later model with
+meta networks or auxiliary pre-training adds its own). DAIAN's schedule, our reading of the paper's
+section 4.4:
+  1. `uim`: the UIM alone on KL(p || p_hat), averaged over rows whose request has a click (the
+     ground-truth intent p exists only there).
+  2. `die`: the parameters the model lists for stage 2 (DAIAN: all but the UIM, DIE foremost) on
+     the CTR loss, with the true p in place of p_hat (`intent_override`). The paper is silent about
+     rows without a label; they are passed as zero rows, for which the model uses its own detached
+     prediction, so "has an intent label", which itself says "this request had a click", is never
+     a shortcut to the label. The true p of a labelled row is still posterior information (built
+     from the request's clicks): that is the paper's pre-training by design, and stage 3, which
+     sees only p_hat, decides the evaluated model.
+  3. `ctr`: every parameter on the CTR loss (plus the model's auxiliary losses), no intent
+     supervision, the UIM at `lr * uim_lr_factor`.
+The `no-three-stage` ablation runs stage 3 only, from scratch (same learning rates).
+
+The click label and intent reach only the losses: the model sees `features`, and at evaluation
+nothing but features is read. Every step clears all gradients, so parameters a stage does not
+optimise never carry gradients into a later stage.
+
+Runs are built on `accelerate`: the same code runs on CPU, one GPU, or several processes under
+`accelerate launch` (each global batch is split across processes; checkpoints and evaluation run
+on the main process). Checkpoints (RUN/checkpoint/) hold config.json, model.safetensors, vocab.json
+and trainer_state.pt (stage, epoch, optimizer, history) plus per-process RNG states; `resume=True`
+continues after the last finished epoch and reaches the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from daian import metrics as M
+from daian.config import TrainConfig
+from daian.data import DataBundle, EpochBatchSampler, TIRDataset, load_data, make_loader
+from daian.models.base import FeatureSizes, ModelOutput
+from daian.vocab import Vocabularies
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+CHECKPOINT_FORMAT = "daian-checkpoint/1"
+LossFn = Callable[[nn.Module, dict, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _with_aux(loss: torch.Tensor, out: ModelOutput, parts: dict) -> torch.Tensor:
+    for name, (aux, weight) in out.aux_losses.items():
+        parts[name] = aux.detach()
+        loss = loss + weight * aux
+    return loss
+
+
+def _ddp_anchor(model: nn.Module, out: ModelOutput) -> torch.Tensor | float:
+    """Zero times every output of the forward pass, added to the loss under DDP.
+
+    DDP (with find_unused_parameters) expects a gradient for every parameter that reaches any
+    output; a stage whose loss reads only some outputs (stage 1: p_hat, not the logit) would hang
+    its gradient reduction. Zero-weighted terms give those parameters zero gradients, which the
+    stage's optimizer never steps. Single-process runs skip this.
+    """
+    if not isinstance(model, nn.parallel.DistributedDataParallel):
+        return 0.0
+    anchor = out.logit.sum() * 0.0
+    if out.intent_pred is not None:
+        anchor = anchor + out.intent_pred.sum() * 0.0
+    for aux, _ in out.aux_losses.values():
+        anchor = anchor + aux * 0.0
+    return anchor
+
+
+def ctr_loss(model: nn.Module, features: dict, targets: dict) -> tuple[torch.Tensor, dict]:
+    """Binary cross-entropy of the click logit, plus the model's weighted auxiliary losses."""
+    out = model(features)
+    bce = F.binary_cross_entropy_with_logits(out.logit, targets["label"])
+    parts = {"bce": bce.detach()}
+    return _with_aux(bce, out, parts) + _ddp_anchor(model, out), parts
+
+
+def intent_kl(p: torch.Tensor, p_hat: torch.Tensor, has_intent: torch.Tensor) -> torch.Tensor:
+    """Mean over rows with an intent label of KL(p || p_hat) = sum_i p_i log(p_i / p_hat_i) (0 log 0 = 0)."""
+    log_q = torch.log(p_hat.clamp_min(1e-12))
+    terms = torch.where(p > 0, p * (torch.log(p.clamp_min(1e-12)) - log_q), torch.zeros_like(p))
+    mask = has_intent.to(p.dtype)
+    return (terms.sum(-1) * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def uim_loss(model: nn.Module, features: dict, targets: dict) -> tuple[torch.Tensor, dict]:
+    """DAIAN stage 1: KL(p || p_hat) on rows whose request had a click.
+
+    p_hat comes from the model's `predict_intent` (the UIM alone) when it has one and is not
+    wrapped for distributed training (a wrapped model must be called through its wrapper), else
+    from a full forward pass.
+    """
+    anchor: torch.Tensor | float = 0.0
+    if hasattr(model, "predict_intent"):
+        p_hat = model.predict_intent(features)
+    else:
+        out = model(features)
+        if out.intent_pred is None:
+            raise ValueError(f"{type(getattr(model, 'module', model)).__name__} predicts no intent; "
+                             "it has no UIM stage")
+        p_hat, anchor = out.intent_pred, _ddp_anchor(model, out)
+    kl = intent_kl(targets["intent"], p_hat, targets["has_intent"])
+    return kl + anchor, {"kl": kl.detach()}
+
+
+def die_loss(model: nn.Module, features: dict, targets: dict) -> tuple[torch.Tensor, dict]:
+    """DAIAN stage 2: CTR loss with the true intent in place of p_hat.
+
+    Rows without a label are passed as zeros, which by the `intent_override` convention means
+    "no label here: use your own (detached) prediction"; a zero row never reaches the network.
+    """
+    override = targets["intent"] * targets["has_intent"][:, None].to(targets["intent"].dtype)
+    out = model(features, intent_override=override)
+    bce = F.binary_cross_entropy_with_logits(out.logit, targets["label"])
+    parts = {"bce": bce.detach()}
+    return _with_aux(bce, out, parts) + _ddp_anchor(model, out), parts
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass
+class Stage:
+    """One phase of a schedule: which parameters learn, at which rates, on which loss, how long."""
+
+    name: str
+    epochs: int
+    param_groups: list[dict]  # torch optimizer groups: {"params": [...], "lr": float, "name": str}
+    loss: LossFn
+
+    def make_optimizer(self, kind: str) -> torch.optim.Optimizer:
+        groups = [g for g in self.param_groups if g["params"]]
+        if not groups:
+            raise ValueError(f"stage {self.name!r} has no parameters to train")
+        if kind == "adagrad":
+            return torch.optim.Adagrad(groups)
+        return torch.optim.Adam(groups)
+
+
+def _unique(params) -> list[nn.Parameter]:
+    seen, out = set(), []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def build_stages(config: TrainConfig, model: nn.Module) -> list[Stage]:
+    """The training schedule of `config.model` (see the module docstring).
+
+    A model with several stages says which parameters each trains through `stage_parameters(k)`
+    (group name -> parameters; group "uim" is the intent module); the trainer sets the rates.
+    """
+    everything = _unique(model.parameters())
+    if config.model != "daian":
+        return [Stage("ctr", config.epochs, [{"params": everything, "lr": config.lr, "name": "all"}], ctr_loss)]
+    if not hasattr(model, "stage_parameters"):
+        raise ValueError(f"{type(model).__name__} lists no stage_parameters(stage) for its three stages")
+
+    def groups(stage: int, rates: dict[str, float]) -> list[dict]:
+        return [{"params": _unique(params), "lr": rates[name], "name": name}
+                for name, params in model.stage_parameters(stage).items()]
+
+    has_uim = bool(model.stage_parameters(1))
+    stages = []
+    if config.ablation != "no-three-stage" and has_uim:
+        if config.uim_epochs:
+            stages.append(Stage("uim", config.uim_epochs, groups(1, {"uim": config.uim_lr}), uim_loss))
+        if config.die_epochs:
+            stages.append(Stage("die", config.die_epochs,
+                                groups(2, {"ctr": config.die_lr, "uim": config.die_lr}), die_loss))
+    stages.append(Stage("ctr", config.epochs,
+                        groups(3, {"ctr": config.lr, "uim": config.lr * config.uim_lr_factor}), ctr_loss))
+    return stages
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()),
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, *, model: nn.Module, config: TrainConfig, seed: int, model_config,
+                    sizes: FeatureSizes, vocabs: Vocabularies, store_dim: int, trainer_state: dict,
+                    accelerator) -> Path:
+    """Write RUN/checkpoint atomically (a temporary folder renamed into place)."""
+    final = run_dir / CHECKPOINT
+    tmp = run_dir / f"{CHECKPOINT}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps({
+            "format": CHECKPOINT_FORMAT, "seed": seed, "train": config.to_dict(),
+            "model": model_config.to_dict(), "sizes": dataclasses.asdict(sizes), "store_dim": store_dim,
+            "progress": {k: trainer_state[k] for k in ("stage", "stage_index", "epoch", "finished")},
+        }, indent=2) + "\n")
+        vocabs.save(tmp / "vocab.json")
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+    accelerator.wait_for_everyone()
+    torch.save(_rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")  # every process its own
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        old = run_dir / f"{CHECKPOINT}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):
+        path = Path(run_dir) / name
+        if (path / "trainer_state.pt").is_file() and (path / "model.safetensors").is_file():
+            return path
+    return None
+
+
+def load_checkpoint(path: str | Path, store: str | Path | None = None, device: str = "cpu"):
+    """A checkpoint folder -> (model in eval mode, Vocabularies, config.json dict).
+
+    The frozen store vectors are rebuilt from the embedding store (`store`, default the one the
+    run trained with), aligned with the saved item vocabulary.
+    """
+    from daian.data import frozen_item_vectors
+    from daian.models import build_model
+    from daian.models.config import ModelConfig
+    from retrieval.store import EmbeddingStore
+
+    path = Path(path)
+    meta = json.loads((path / "config.json").read_text())
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    vocabs = Vocabularies.load(path / "vocab.json")
+    sizes = FeatureSizes(**meta["sizes"])
+    emb_store = EmbeddingStore.load(store if store is not None else meta["train"]["store"])
+    if emb_store.dim != int(meta["store_dim"]):
+        raise ValueError(f"store {emb_store.path} has dim {emb_store.dim}, the checkpoint {meta['store_dim']}")
+    frozen, _ = frozen_item_vectors(emb_store, vocabs.item)
+    model = build_model(ModelConfig.from_dict(meta["model"]), sizes, frozen)
+    model.load_state_dict(load_file(str(path / "model.safetensors"), device="cpu"))
+    return model.to(device).eval(), vocabs, meta
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
+              progress: bool) -> dict:
+    """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows."""
+    model.train()
+    totals: dict[str, torch.Tensor] = {}
+    rows = 0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not (progress and accelerator.is_local_main_process),
+               leave=False, unit="batch")
+    for step, (features, targets) in enumerate(bar):
+        features = _to_device(features, accelerator.device)
+        targets = _to_device(targets, accelerator.device)
+        loss, parts = stage.loss(model, features, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: loss is {loss.item()} at batch {step}")
+        model.zero_grad(set_to_none=True)  # parameters outside this stage carry no gradient forward
+        accelerator.backward(loss)
+        optimizer.step()
+        b = targets["label"].shape[0]
+        rows += b
+        for name, value in {"loss": loss.detach(), **parts}.items():
+            totals[name] = totals.get(name, 0.0) + value * b
+    seconds = time.perf_counter() - start
+    names = list(totals)
+    # sums over every process (one collective per epoch), so the history describes the whole epoch
+    sums = torch.stack([torch.as_tensor(totals[n], dtype=torch.float64, device=accelerator.device) for n in names]
+                       + [torch.tensor(float(rows), dtype=torch.float64, device=accelerator.device)])
+    sums = accelerator.reduce(sums, reduction="sum").cpu()
+    rows = int(sums[-1])
+    out = {name: float(sums[i]) / max(rows, 1) for i, name in enumerate(names)}
+    out.update(rows=rows, seconds=round(seconds, 3), samples_per_s=round(rows / max(seconds, 1e-9), 1))
+    return out
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, dataset: TIRDataset, *, batch_size: int = 16384, device="cpu",
+            progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Click probabilities (N,) float32 and predicted intent (N, n) or None, in dataset order.
+
+    Reads features only: the targets the dataset carries never reach the model.
+    """
+    model.eval()
+    scores, intents = [], []
+    starts = range(0, len(dataset), batch_size)
+    for s in tqdm(starts, desc="scoring", disable=not progress, leave=False, unit="batch"):
+        features, _ = dataset[torch.arange(s, min(s + batch_size, len(dataset)))]
+        out = model(_to_device(features, torch.device(device)))
+        scores.append(torch.sigmoid(out.logit.float()).cpu())
+        if out.intent_pred is not None:
+            intents.append(out.intent_pred.float().cpu())
+    score = torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+    intent = torch.cat(intents).numpy() if intents else None
+    return score, intent
+
+
+def write_predictions(path: Path, dataset: TIRDataset, scores: np.ndarray, intent: np.ndarray | None) -> Path:
+    """RUN/predictions.parquet: request_id, user_id, item_id, clicked, score (+ intent_pred)."""
+    meta = dataset.meta
+    columns = {"request_id": pa.array(meta["request_id"], pa.int64()),
+               "user_id": pa.array(meta["user_id"], pa.int64()),
+               "item_id": pa.array(meta["item_id"], pa.int64()),
+               "clicked": pa.array(meta["clicked"], pa.int8()),
+               "score": pa.array(scores.astype(np.float32), pa.float32())}
+    if intent is not None:
+        n = intent.shape[1]
+        flat = pa.array(intent.astype(np.float32).ravel(), pa.float32())
+        columns["intent_pred"] = pa.ListArray.from_arrays(pa.array(np.arange(0, intent.size + 1, n, dtype=np.int32)),
+                                                          flat)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def evaluate(dataset: TIRDataset, scores: np.ndarray, intent: np.ndarray | None) -> dict:
+    """Test metrics from scores (and the targets the dataset carries, read here only)."""
+    labels = dataset.columns["label"].numpy().astype(np.float64)
+    user_type = dataset.meta.get("user_type")
+    out = {"ctr": M.ctr_metrics(labels, scores.astype(np.float64), dataset.meta["user_id"], user_type)}
+    if intent is not None:
+        out["intent"] = M.intent_metrics(dataset.meta["request_id"], dataset.columns["has_intent"].numpy(),
+                                         dataset.columns["intent"].numpy(), intent, user_type)
+    return out
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    cpu = config.device == "cpu"
+    state = AcceleratorState._shared_state
+    if state and state.get("_cpu", None) is not None and state.get("_cpu") != cpu:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    # Stages train parameter subsets: under DDP the others have no gradient in a step.
+    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None = fresh); refuses to overwrite a run without resume."""
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is not None and not resume:
+        raise FileExistsError(f"{run_dir} already holds a checkpoint; pass --resume to continue it "
+                              "or choose another --run folder")
+    return ckpt if resume else None
+
+
+def train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle) -> dict:
+    """Train one model with one seed into `run_dir`; returns its metrics (also in metrics.json)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    if config.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results; harmless on CPU
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _train_seed(config, seed, run_dir, bundle)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle) -> dict:
+    from accelerate.utils import set_seed
+
+    from daian.models import build_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = _accelerator(config)
+    resume_from = _prepare_run_dir(run_dir, config.resume)
+    accelerator.wait_for_everyone()  # every process has looked before any writes a checkpoint
+    set_seed(seed)
+    model_config = config.model_config()
+    model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)
+    state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
+             "optimizer": None}
+    if resume_from is not None:
+        saved_model = json.loads((resume_from / "config.json").read_text())["model"]
+        if saved_model != model_config.to_dict():
+            changed = sorted(k for k in saved_model if saved_model[k] != model_config.to_dict().get(k))
+            raise ValueError(f"{resume_from}: the checkpoint's model differs from this configuration in "
+                             f"{changed}; resume with the settings it was trained with")
+        model.load_state_dict(load_file(str(resume_from / "model.safetensors")))
+        state = torch.load(resume_from / "trainer_state.pt", weights_only=True)
+        rng_file = resume_from / f"rng_state_{accelerator.process_index}.pt"
+        if rng_file.is_file():
+            _set_rng_state(torch.load(rng_file, weights_only=True))
+        log.info("resuming %s after stage %s epoch %s", run_dir, state["stage"], state["epoch"])
+    model = accelerator.prepare(model)
+    stages = build_stages(config, accelerator.unwrap_model(model))
+    names = [s.name for s in stages]
+    if state["stage"] is not None and state["stage"] not in names:
+        raise ValueError(f"{resume_from}: checkpoint stage {state['stage']!r} not in this schedule {names}")
+    sampler = EpochBatchSampler(len(bundle.train), config.batch_size, shuffle=True, seed=seed,
+                                rank=accelerator.process_index, world_size=accelerator.num_processes)
+    loader = make_loader(bundle.train, sampler, num_workers=config.num_workers,
+                         pin_memory=accelerator.device.type == "cuda")
+    ckpt_args = dict(model=model, config=config, seed=seed, model_config=model_config, sizes=bundle.sizes,
+                     vocabs=bundle.vocabs, store_dim=int(bundle.frozen_vectors.shape[1]), accelerator=accelerator)
+    epoch_offset = 0
+    for index, stage in enumerate(stages):
+        done = 0
+        if state["stage"] is not None:
+            saved = names.index(state["stage"])
+            if index < saved or (index == saved and state["epoch"] >= stage.epochs):
+                epoch_offset += stage.epochs
+                continue
+            done = state["epoch"] if index == saved else 0
+        optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
+        if done and state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        for epoch in range(done, stage.epochs):
+            sampler.set_epoch(epoch_offset + epoch)
+            desc = f"{config.model} seed {seed} {stage.name} {epoch + 1}/{stage.epochs}"
+            stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc, progress=config.progress)
+            finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
+            state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "finished": finished,
+                     "history": state["history"] + [{"stage": stage.name, "epoch": epoch + 1, **stats}],
+                     "optimizer": optimizer.state_dict()}
+            save_checkpoint(run_dir, trainer_state=state, **ckpt_args)
+            log.info("%s: %s", desc, stats)
+        epoch_offset += stage.epochs
+    result = {}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        scores, intent = predict(unwrapped, bundle.test, batch_size=config.eval_batch_size,
+                                 device=accelerator.device, progress=config.progress)
+        write_predictions(run_dir / "predictions.parquet", bundle.test, scores, intent)
+        result = {"model": config.model, "ablation": config.ablation, "seed": seed,
+                  **evaluate(bundle.test, scores, intent),
+                  "train": {"history": state["history"],
+                            "parameters": sum(p.numel() for p in unwrapped.parameters()),
+                            "processes": accelerator.num_processes, "device": str(accelerator.device)},
+                  "data": bundle.summary}
+        (run_dir / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if math.isnan(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def load_bundle(config: TrainConfig) -> DataBundle:
+    """Read the data of `config` (reusing a checkpoint's vocabularies when resuming)."""
+    vocabs = None
+    if config.resume:
+        for run_dir in [config.run, *[config.run / f"seed-{s}" for s in config.seeds]]:
+            ckpt = find_checkpoint(run_dir)
+            if ckpt is not None:
+                vocabs = Vocabularies.load(ckpt / "vocab.json")
+                break
+    return load_data(config.data, config.store, config.dataset, max_hist=config.max_hist,
+                     max_subseq=config.max_subseq, max_page=config.max_page, max_dt=config.max_dt,
+                     price_buckets=config.price_buckets, vocabs=vocabs)
+
+
+SUMMARY_KEYS = {"auc": ("ctr", "auc"), "gauc": ("ctr", "gauc"), "logloss": ("ctr", "logloss"),
+                "js": ("intent", "js_mean"), "js_population": ("intent", "js_population")}
+
+
+def _pick(result: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def summarise(per_seed: dict[int, dict]) -> dict:
+    """Mean and (sample) std over seeds of the headline metrics, and JS per user type."""
+    out = {}
+    paths = dict(SUMMARY_KEYS)
+    types = set()
+    for r in per_seed.values():
+        types |= set((_pick(r, ("intent", "by_user_type")) or {}).keys())
+    for t in sorted(types):
+        paths[f"js_{t}"] = ("intent", "by_user_type", t, "js_mean")
+        paths[f"js_population_{t}"] = ("intent", "by_user_type", t, "js_population")
+    for name, path in paths.items():
+        values = [v for v in (_pick(r, path) for r in per_seed.values()) if v is not None and not math.isnan(v)]
+        if values:
+            out[name] = {"mean": float(np.mean(values)),
+                         "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                         "values": [float(v) for v in values]}
+    return out
+
+
+def train(config: TrainConfig, bundle: DataBundle | None = None) -> dict:
+    """Train `config.model` once per seed; returns the metrics (per seed and summarised when several).
+
+    One seed writes into `config.run`; several write `config.run/seed-S/` each and a summary
+    `config.run/metrics.json`.
+    """
+    config.model_config()  # fail on bad model settings before reading any data
+    bundle = bundle if bundle is not None else load_bundle(config)
+    if len(config.seeds) == 1:
+        return train_seed(config, config.seeds[0], config.run, bundle)
+    per_seed = {s: train_seed(config, s, config.run / f"seed-{s}", bundle) for s in config.seeds}
+    result = {"model": config.model, "ablation": config.ablation, "seeds": list(config.seeds),
+              "summary": summarise(per_seed), "per_seed": per_seed}
+    if not _is_main_process():
+        return {}
+    (config.run / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+    return result
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def run_name(model: str, ablation: str | None) -> str:
+    return model if ablation is None else f"{model}-{ablation}"
+
+
+def compare(config: TrainConfig, models: list[str], ablations: bool = False) -> dict:
+    """Train several models (and, with `ablations`, each of their ablations) on the same data and seeds.
+
+    Writes RUN/<name>/[seed-S/] per model, RUN/compare.json and RUN/compare.md; returns the table
+    rows (mean and std over seeds of AUC, GAUC, RelaImpr vs DIN, log loss, intent JS).
+    """
+    from daian.models.config import ABLATIONS
+
+    for m in models:
+        config.replace(model=m, ablation=None).model_config()
+    bundle = load_bundle_for_compare(config, models)
+    runs = [(m, None) for m in models]
+    if ablations:
+        runs += [(m, a) for m in models for a in ABLATIONS[m]]
+    results = {}
+    for model, ablation in runs:
+        sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
+        res = train(sub, bundle)
+        results[run_name(model, ablation)] = res if len(config.seeds) > 1 else {
+            "per_seed": {config.seeds[0]: res}}
+    if not _is_main_process():  # the other processes of a distributed launch hold no metrics
+        return {}
+    rows = comparison_rows(results, config.seeds)
+    table = format_table(rows)
+    out = {"seeds": list(config.seeds), "rows": rows, "runs": {k: str(config.run / k) for k in results}}
+    (config.run / "compare.json").write_text(json.dumps(_jsonable(out), indent=2) + "\n")
+    (config.run / "compare.md").write_text(table + "\n")
+    out["table"] = table
+    return out
+
+
+def load_bundle_for_compare(config: TrainConfig, models: list[str]) -> DataBundle:
+    """Like `load_bundle`, looking for a checkpoint's vocabularies in any of the compared runs."""
+    if config.resume:
+        for m in models:
+            sub = config.replace(model=m, run=config.run / m)
+            for run_dir in [sub.run, *[sub.run / f"seed-{s}" for s in config.seeds]]:
+                if find_checkpoint(run_dir) is not None:
+                    return load_bundle(sub)
+    return load_bundle(config.replace(resume=False))
+
+
+def comparison_rows(results: dict[str, dict], seeds: tuple[int, ...]) -> list[dict]:
+    """Per run: mean/std over seeds of AUC, GAUC, log loss, JS and RelaImpr vs DIN (same seed)."""
+    base = results.get("din")
+    rows = []
+    for name, res in results.items():
+        per_seed = res["per_seed"]
+        summary = summarise(per_seed)
+        row = {"run": name, **{k: {"mean": v["mean"], "std": v["std"]} for k, v in summary.items()}}
+        if base is not None:
+            impr = [M.rela_impr(per_seed[s]["ctr"]["auc"], base["per_seed"][s]["ctr"]["auc"])
+                    for s in per_seed if s in base["per_seed"]]
+            if impr:
+                row["rela_impr"] = {"mean": float(np.mean(impr)),
+                                    "std": float(np.std(impr, ddof=1)) if len(impr) > 1 else 0.0}
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of the comparison rows (mean ± std over seeds)."""
+    cols = [("auc", "AUC", 4), ("gauc", "GAUC", 4), ("rela_impr", "RelaImpr vs DIN (%)", 2),
+            ("logloss", "log loss", 4), ("js", "JS (per request)", 3)]
+    extra = sorted({k for r in rows for k in r if k.startswith("js_population_")})
+    cols += [(k, f"JS pop. {k[len('js_population_'):]}", 3) for k in extra]
+    lines = ["| run | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = []
+        for key, _, digits in cols:
+            v = r.get(key)
+            cells.append("" if v is None else f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}")
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
