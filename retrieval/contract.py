@@ -171,18 +171,23 @@ def _check_unique(label: str, data: pa.ChunkedArray, column: str, row_offset: in
               ids[rows[:SHOW_ROWS]].tolist())
 
 
+def _open_parquet(path: Path, name: str) -> pq.ParquetFile:
+    """Open a Parquet file, naming the expected table when it is missing or unreadable."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
 def read_table(path: str | Path, name: str, columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet file and validate it against the contract for `name`.
 
     `columns` restricts what is returned (the required columns are always checked).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+    table = _open_parquet(path, name).read()
     validate_table(table, name, source=path)
     return table.select(columns) if columns is not None else table
 
@@ -195,12 +200,7 @@ def iter_validated_batches(path: str | Path, name: str, batch_size: int = 1 << 2
     for `read_table`.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+    pf = _open_parquet(path, name)
     offset = 0
     for batch in pf.iter_batches(batch_size=batch_size):
         validate_table(batch, name, source=path, row_offset=offset)

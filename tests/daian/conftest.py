@@ -16,12 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 LEVELS = 6
-# The test machine's few cores are shared: one intra-op thread avoids OpenMP oversubscription,
-# which slows small models by an order of magnitude.
-torch.set_num_threads(1)
 DAY = 86_400
 
 

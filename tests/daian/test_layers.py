@@ -13,14 +13,6 @@ B, L, D = 8, 7, 6
 FIELDS = ("item", "category", "top_category", "brand", "price_bucket")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def seq():
     """Random (B, L, D) sequence, a query, and a mask with one all-padding row and one full row."""

@@ -24,14 +24,6 @@ SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2
 VARIANTS = [(name, None) for name in MODELS] + [(n, a) for n in MODELS for a in ABLATIONS[n]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors run faster on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="session")
 def sizes() -> FeatureSizes:
     return FeatureSizes(

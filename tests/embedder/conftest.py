@@ -9,16 +9,6 @@ FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 INSTRUCTION = "Find products like this one."
 
 
-@pytest.fixture(scope="package", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and far faster on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="session")
 def catalogue(tmp_path_factory):

@@ -7,16 +7,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="package", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and far faster on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def unit_rows(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
