@@ -96,3 +96,15 @@ def pick_dtype(precision: str, device: str):
     if precision not in table:
         raise ValueError(f"precision must be 'auto' or one of {list(table)}, got {precision!r}")
     return table[precision]
+
+
+def load_base_model(model_dir: Path, device: str, precision: str):
+    """Tokenizer and base model (`AutoModel`, sdpa attention) of a folder, on `device` in the chosen
+    precision, in eval mode; returns (tokenizer, model, dtype)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    dtype = pick_dtype(precision, device)
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModel.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+    return tokenizer, model.to(device).eval(), dtype

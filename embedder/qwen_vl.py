@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from .items import BadPictureError, Item, load_picture, picture_size
-from .model_files import model_identity, pick_device, pick_dtype, quiet_transformers, resolve_model_dir
+from .model_files import load_base_model, model_identity, pick_device, resolve_model_dir
 from .text import pool
 
 FAMILIES = {"qwen2_vl": 28, "qwen2_5_vl": 28, "qwen3_vl": 32}  # model_type -> resize factor
@@ -74,7 +74,7 @@ class QwenVLBackend:
     def __init__(self, model: str | Path, *, pooling: str | None = None, instruction: str | None = None,
                  append_eos: bool = True, min_pixels: int | None = None, max_pixels: int | None = None,
                  padding_side: str = "left", device: str = "auto", precision: str = "auto"):
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig
 
         from .processor import QwenVLImageTextProcessor, register_processor
 
@@ -95,11 +95,7 @@ class QwenVLBackend:
                              f"({', '.join(FAMILIES)})")
         self.family = config.model_type
         self.device = pick_device(device)
-        self.dtype = pick_dtype(precision, self.device)
-        with quiet_transformers():
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            self.model = AutoModel.from_pretrained(self.model_dir, dtype=self.dtype, attn_implementation="sdpa")
-        self.model.to(self.device).eval()
+        self.tokenizer, self.model, self.dtype = load_base_model(self.model_dir, self.device, precision)
         self.tokenizer.padding_side = padding_side
         if self.tokenizer.pad_token is None:  # Qwen pads with <|endoftext|>; pads are masked out anyway
             self.tokenizer.pad_token = EOS_TOKEN if EOS_TOKEN in self.tokenizer.get_vocab() else "<|im_end|>"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .items import Item
-from .model_files import model_identity, pick_device, pick_dtype, quiet_transformers, resolve_model_dir
+from .model_files import load_base_model, model_identity, pick_device, resolve_model_dir
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len", "lasttoken")
 _ST_POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
@@ -108,8 +108,6 @@ class TextBackend:
 
     def __init__(self, model: str | Path | None = None, *, pooling: str | None = None,
                  max_seq_length: int | None = None, device: str = "auto", precision: str = "auto"):
-        from transformers import AutoModel, AutoTokenizer
-
         self.model_name = str(model) if model is not None else str(default_text_model())
         self.model_dir = resolve_model_dir(self.model_name)
         st = read_st_settings(self.model_dir)
@@ -118,11 +116,7 @@ class TextBackend:
             raise ValueError(f"text pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         self.do_lower_case = st.get("do_lower_case", False)
         self.device = pick_device(device)
-        self.dtype = pick_dtype(precision, self.device)
-        with quiet_transformers():
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-            self.model = AutoModel.from_pretrained(self.model_dir, dtype=self.dtype, attn_implementation="sdpa")
-        self.model.to(self.device).eval()
+        self.tokenizer, self.model, self.dtype = load_base_model(self.model_dir, self.device, precision)
         limit = min(self.tokenizer.model_max_length,
                     getattr(self.model.config, "max_position_embeddings", None) or 10**9)
         self.max_seq_length = int(min(max_seq_length or st.get("max_seq_length") or limit, limit))
