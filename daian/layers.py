@@ -241,6 +241,21 @@ class UserEmbedding(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+def feature_embeddings(fields: tuple[str, ...], config, sizes) -> tuple[ItemEmbedding, UserEmbedding,
+                                                                         nn.Embedding]:
+    """The item-field, user and page embeddings every CTR model here starts from.
+
+    `config` gives item_dims, user_dim, profile_dim, page_dim and embedding_std (a ModelConfig);
+    `sizes` the vocabularies (a FeatureSizes). Page index 0 is padding.
+    """
+    items = ItemEmbedding(fields, sizes.item_fields, config.item_dims, config.embedding_std)
+    users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()), config.user_dim,
+                          config.profile_dim, config.embedding_std)
+    page = nn.Embedding(sizes.max_page + 1, config.page_dim, padding_idx=0)
+    init_embedding(page, config.embedding_std)
+    return items, users, page
+
+
 # ---------------------------------------------------------------------------------------------
 # Attention
 

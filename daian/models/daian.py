@@ -59,7 +59,7 @@ from torch import nn
 
 from daian.layers import (MLP, GateNU, ItemEmbedding, MultiHeadSelfAttention,
                           MultiHeadTargetAttention, TargetAttention, UserEmbedding,
-                          init_embedding, masked_mean, masked_sum)
+                          feature_embeddings, init_embedding, masked_mean, masked_sum)
 from daian.models.base import ITEM_FIELDS, FeatureSizes, ModelOutput
 from daian.models.config import ModelConfig
 
@@ -129,12 +129,7 @@ class DAIAN(nn.Module):
         drop, att, heads = config.dropout, config.attention_dim, config.heads
 
         # DIN base
-        self.items = ItemEmbedding(ITEM_FIELDS, sizes.item_fields, config.item_dims,
-                                   config.embedding_std)
-        self.users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()),
-                                   config.user_dim, config.profile_dim, config.embedding_std)
-        self.page = nn.Embedding(sizes.max_page + 1, config.page_dim, padding_idx=0)
-        init_embedding(self.page, config.embedding_std)
+        self.items, self.users, self.page = feature_embeddings(ITEM_FIELDS, config, sizes)
         d = self.items.dim
         self.attention = TargetAttention(d, config.attention_hidden, config.attention_activation,
                                          softmax=config.attention_softmax)

@@ -38,8 +38,8 @@ import math
 import torch
 from torch import nn
 
-from daian.layers import (MLP, ItemEmbedding, MultiHeadSelfAttention, TargetAttention,
-                          UserEmbedding, init_embedding, masked_sum)
+from daian.layers import (MLP, MultiHeadSelfAttention, TargetAttention, feature_embeddings,
+                          init_embedding, masked_sum)
 from daian.models.base import ITEM_FIELDS, FeatureSizes, ModelOutput
 from daian.models.config import ModelConfig
 
@@ -74,12 +74,7 @@ class DEI2N(nn.Module):
         self.use_il = ab != "no-il"
         drop, act = config.dropout, config.attention_activation
 
-        self.items = ItemEmbedding(ITEM_FIELDS, sizes.item_fields, config.item_dims,
-                                   config.embedding_std)
-        self.users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()),
-                                   config.user_dim, config.profile_dim, config.embedding_std)
-        self.page = nn.Embedding(sizes.max_page + 1, config.page_dim, padding_idx=0)
-        init_embedding(self.page, config.embedding_std)
+        self.items, self.users, self.page = feature_embeddings(ITEM_FIELDS, config, sizes)
         d, dt = self.items.dim, config.time_dim
         width = self.users.dim + config.page_dim + 2 * d  # e_u, e_c, e_ta, e_tr
 

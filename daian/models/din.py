@@ -22,8 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from daian.layers import (MLP, ItemEmbedding, TargetAttention, UserEmbedding, init_embedding,
-                          masked_sum)
+from daian.layers import MLP, TargetAttention, feature_embeddings, masked_sum
 from daian.models.base import ITEM_FIELDS, FeatureSizes, ModelOutput
 from daian.models.config import ModelConfig
 
@@ -35,12 +34,7 @@ class DIN(nn.Module):
                  frozen_vectors: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
-        self.items = ItemEmbedding(ITEM_FIELDS, sizes.item_fields, config.item_dims,
-                                   config.embedding_std)
-        self.users = UserEmbedding(sizes.users, list(sizes.profile_fields.values()),
-                                   config.user_dim, config.profile_dim, config.embedding_std)
-        self.page = nn.Embedding(sizes.max_page + 1, config.page_dim, padding_idx=0)
-        init_embedding(self.page, config.embedding_std)
+        self.items, self.users, self.page = feature_embeddings(ITEM_FIELDS, config, sizes)
         d = self.items.dim
         self.attention = TargetAttention(d, config.attention_hidden, config.attention_activation,
                                          softmax=config.attention_softmax)
