@@ -11,7 +11,9 @@ The data path (see docs/training.md):
    its category even though its id embedding is the shared "unknown" row.
 3. Tensorise each split once: every ragged list column becomes a padded int32 matrix built from the
    Arrow offsets with numpy (no per-row Python). Items are stored as rows of a small item table
-   (catalogue row -> ITEM_FIELDS indices), so a batch's (B, L, F) history is one gather.
+   (catalogue row -> ITEM_FIELDS indices), so a batch's (B, L, F) history is one gather. The
+   frozen store vectors are indexed separately (catalogue row -> store row), so every catalogue
+   item, seen in training or not, brings its own vector to the model.
 4. `TIRDataset[idx]` turns a tensor of row indices into the `(features, targets)` dicts of
    `daian.models.base`; sequences are cut to the longest real one in the batch. `EpochBatchSampler`
    draws a fresh permutation per epoch from a `torch.Generator` seeded with (seed, epoch), so a
@@ -49,7 +51,7 @@ LABELLED_COLUMNS = (
     "trigger_target_sim",
 )
 FEATURE_KEYS = ("user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
-                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim")
+                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "target_vec", "mm_vec")
 TARGET_KEYS = ("label", "intent", "has_intent")
 # Manifest keys under which label-intents may record the dataset folder it read.
 _DATASET_KEYS = ("dataset", "data", "data_dir", "dataset_dir")
@@ -258,18 +260,31 @@ def fit_vocabularies(train: pa.Table, items: pa.Table, users: pa.Table, price_bu
     )
 
 
-def frozen_item_vectors(store: EmbeddingStore, vocab: Vocab) -> tuple[torch.Tensor, int]:
-    """(len(vocab), d) float32 store vectors aligned with the item index (rows 0/1 and misses zero).
+def frozen_item_vectors(store: EmbeddingStore) -> torch.Tensor:
+    """(store rows + 2, d) float32: the store's vectors behind two zero rows (0 pad, 1 not in the store).
 
-    Returns the matrix and the number of vocabulary items absent from the store.
+    Indexed by `store_rows` below, not by the item vocabulary: an item the training split never
+    showed shares the "unknown" id embedding but keeps its own frozen vector, which is what lets
+    the multimodal branch speak for cold items.
     """
-    out = np.zeros((len(vocab), store.dim), dtype=np.float32)
-    found = store.contains(vocab.ids)
+    vectors = np.asarray(store.vectors, dtype=np.float32)
+    out = np.zeros((vectors.shape[0] + 2, store.dim), dtype=np.float32)
+    out[2:] = vectors
+    return torch.from_numpy(out)
+
+
+def store_rows(store: EmbeddingStore, item_table: LookupTable) -> tuple[np.ndarray, int]:
+    """Item table row -> row of `frozen_item_vectors(store)` (0 pad, 1 catalogue item absent from the store).
+
+    Returns the (R + 2,) int64 map and the number of catalogue items absent from the store.
+    """
+    out = np.zeros(item_table.fields.shape[0], dtype=np.int64)
+    out[1] = 1
+    found = store.contains(item_table.raw_ids)
+    out[2:] = 1
     if found.any():
-        rows = store.rows_for(vocab.ids[found])
-        order = np.argsort(rows)  # sorted reads from a memory-mapped file
-        out[2 + np.flatnonzero(found)[order]] = np.asarray(store.vectors[rows[order]], dtype=np.float32)
-    return torch.from_numpy(out), int((~found).sum())
+        out[2 + np.flatnonzero(found)] = store.rows_for(item_table.raw_ids[found]) + 2
+    return out, int((~found).sum())
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -282,6 +297,7 @@ class TIRDataset:
     columns: dict[str, torch.Tensor]  # per-row tensors (compact dtypes), see `tensorise`
     item_fields: torch.Tensor  # (R_item + 2, F) long: item table row -> ITEM_FIELDS indices
     user_fields: torch.Tensor  # (R_user + 2, 1 + P) long: user table row -> [user, profile...]
+    item_vec: torch.Tensor  # (R_item + 2,) long: item table row -> row of the frozen store vectors
     meta: dict[str, np.ndarray] = field(default_factory=dict)  # request_id, user_id, item_id, clicked, ...
 
     def __len__(self) -> int:
@@ -311,6 +327,8 @@ class TIRDataset:
             "cat_mask": cat_rows != 0,
             "page": c["page"][idx].long(),
             "tt_sim": c["tt_sim"][idx],
+            "target_vec": self.item_vec[c["target_row"][idx].long()],
+            "mm_vec": self.item_vec[mm_rows],
         }
         targets = {"label": c["label"][idx], "intent": c["intent"][idx], "has_intent": c["has_intent"][idx]}
         return features, targets
@@ -318,11 +336,11 @@ class TIRDataset:
     def with_targets(self, label: torch.Tensor, intent: torch.Tensor, has_intent: torch.Tensor) -> "TIRDataset":
         """A copy sharing every feature tensor but with other targets (used by the leakage test)."""
         cols = dict(self.columns, label=label, intent=intent, has_intent=has_intent)
-        return TIRDataset(cols, self.item_fields, self.user_fields, dict(self.meta))
+        return TIRDataset(cols, self.item_fields, self.user_fields, self.item_vec, dict(self.meta))
 
 
 def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, user_table: LookupTable,
-              *, levels: int, max_hist: int, max_subseq: int, max_page: int, max_dt: int,
+              item_vec: np.ndarray, *, levels: int, max_hist: int, max_subseq: int, max_page: int, max_dt: int,
               source: str = "labelled split") -> TIRDataset:
     """Turn one labelled split into a `TIRDataset` (all vectorised; ValueError names bad columns/rows)."""
     n = table.num_rows
@@ -382,7 +400,8 @@ def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, us
         "item_id": table.column("item_id").to_numpy().astype(np.int64),
         "clicked": clicked.astype(np.int8),
     }
-    return TIRDataset(tensors, torch.from_numpy(item_table.fields), torch.from_numpy(user_table.fields), meta)
+    return TIRDataset(tensors, torch.from_numpy(item_table.fields), torch.from_numpy(user_table.fields),
+                      torch.from_numpy(np.asarray(item_vec, dtype=np.int64)), meta)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -396,7 +415,7 @@ class DataBundle:
     test: TIRDataset
     vocabs: Vocabularies
     sizes: FeatureSizes
-    frozen_vectors: torch.Tensor  # (sizes.item_fields["item"], d) float32
+    frozen_vectors: torch.Tensor  # (store rows + 2, d) float32, indexed by the target_vec / mm_vec features
     manifest: dict  # the label-intents manifest
     dataset_dir: Path
     summary: dict  # row counts, CTR, coverage of the test split by the train vocabularies
@@ -420,8 +439,10 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
         raise ValueError(f"{dataset_dir / 'users.parquet'}: missing profile column(s) {missing_profile}")
     item_table = build_item_table(items, vocabs)
     user_table = build_user_table(users, vocabs)
+    emb_store = EmbeddingStore.load(store)
+    item_vec, store_misses = store_rows(emb_store, item_table)
     splits = {
-        split: tensorise(tables[split], vocabs, item_table, user_table, levels=levels, max_hist=max_hist,
+        split: tensorise(tables[split], vocabs, item_table, user_table, item_vec, levels=levels, max_hist=max_hist,
                          max_subseq=max_subseq, max_page=max_page, max_dt=max_dt,
                          source=str(labelled_path(data, split)))
         for split in SPLITS
@@ -430,8 +451,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
     if user_type is not None:
         for ds in splits.values():
             ds.meta["user_type"] = lookup_user_type(user_type, ds.meta["user_id"])
-    emb_store = EmbeddingStore.load(store)
-    frozen, store_misses = frozen_item_vectors(emb_store, vocabs.item)
+    frozen = frozen_item_vectors(emb_store)
     sizes = FeatureSizes(
         item_fields={"item": len(vocabs.item), "category": len(vocabs.category),
                      "top_category": len(vocabs.top_category), "brand": len(vocabs.brand),
@@ -450,7 +470,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
         "test_unknown_user_share": float((user_table.fields[test.columns["user_row"].long().numpy(), 0]
                                           == UNKNOWN).mean()) if len(test) else 0.0,
         "dataset": str(dataset_dir),
-        "vocab_items_missing_from_store": store_misses,
+        "catalogue_items_missing_from_store": store_misses,
         "store_dim": emb_store.dim,
     }
     return DataBundle(splits["train"], test, vocabs, sizes, frozen, manifest, dataset_dir, summary)

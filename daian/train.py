@@ -275,8 +275,8 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(path: str | Path, store: str | Path | None = None, device: str = "cpu"):
     """A checkpoint folder -> (model in eval mode, Vocabularies, config.json dict).
 
-    The frozen store vectors are rebuilt from the embedding store (`store`, default the one the
-    run trained with), aligned with the saved item vocabulary.
+    The frozen store vectors are read from the embedding store (`store`, default the one the run
+    trained with); features index them by store row (`target_vec`, `mm_vec`).
     """
     from daian.data import frozen_item_vectors
     from daian.models import build_model
@@ -292,7 +292,7 @@ def load_checkpoint(path: str | Path, store: str | Path | None = None, device: s
     emb_store = EmbeddingStore.load(store if store is not None else meta["train"]["store"])
     if emb_store.dim != int(meta["store_dim"]):
         raise ValueError(f"store {emb_store.path} has dim {emb_store.dim}, the checkpoint {meta['store_dim']}")
-    frozen, _ = frozen_item_vectors(emb_store, vocabs.item)
+    frozen = frozen_item_vectors(emb_store)
     model = build_model(ModelConfig.from_dict(meta["model"]), sizes, frozen)
     model.load_state_dict(load_file(str(path / "model.safetensors"), device="cpu"))
     return model.to(device).eval(), vocabs, meta

@@ -70,7 +70,7 @@ def prepare_world(preset: str, root: Path, seed: int) -> tuple[Path, Path, Path]
 def subset(ds: TIRDataset, n: int) -> TIRDataset:
     n = min(n, len(ds))
     return TIRDataset({k: v[:n] for k, v in ds.columns.items()}, ds.item_fields, ds.user_fields,
-                      {k: v[:n] for k, v in ds.meta.items()})
+                      ds.item_vec, {k: v[:n] for k, v in ds.meta.items()})
 
 
 # ----------------------------------------------------------------------------- ours

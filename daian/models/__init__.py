@@ -24,17 +24,16 @@ def build_model(config: ModelConfig, sizes: FeatureSizes,
                 frozen_vectors: torch.Tensor | None = None) -> nn.Module:
     """The model `config.name` sized by `sizes`.
 
-    frozen_vectors: (V_item, d) store vectors aligned with the item index (rows 0 and 1 zeros),
-    float, as a tensor or numpy array; models that use them (DAIAN) hold them as a buffer that is
-    never trained, the others ignore them.
+    frozen_vectors: (store rows + 2, d) store vectors indexed by the `target_vec` / `mm_vec`
+    features (rows 0 and 1 zeros), float, as a tensor or numpy array; models that use them (DAIAN)
+    hold them as a buffer that is never trained, the others ignore them.
     """
     if config.levels != sizes.levels:
         raise ValueError(f"config.levels={config.levels} differs from the data's "
                          f"levels={sizes.levels}")
     if frozen_vectors is not None:
         frozen_vectors = torch.as_tensor(frozen_vectors, dtype=torch.float32)
-        rows = sizes.item_fields["item"]
-        if frozen_vectors.ndim != 2 or frozen_vectors.shape[0] != rows:
-            raise ValueError(f"frozen_vectors must have shape ({rows}, d) to align with the item "
-                             f"index, got {tuple(frozen_vectors.shape)}")
+        if frozen_vectors.ndim != 2 or frozen_vectors.shape[0] < 2:
+            raise ValueError(f"frozen_vectors must have shape (store rows + 2, d), "
+                             f"got {tuple(frozen_vectors.shape)}")
     return MODELS[config.name](config, sizes, frozen_vectors)

@@ -20,12 +20,16 @@ Feature batch (dict of tensors; B batch, L history length, T subsequence length,
     cat_mask     (B, T)      bool
     page         (B,)        long   page number, clipped to max_page (1-based)
     tt_sim       (B,)        float  cosine of the trigger and target store vectors
+    target_vec   (B,)        long   row of the target's frozen store vector (0 pad, 1 not in the store)
+    mm_vec       (B, T)      long   rows of the multimodal subsequence's frozen store vectors
 Targets (dict of tensors, training code only):
     label        (B,)        float  clicked (0/1)
     intent       (B, n)      float  ground-truth intent distribution (zeros where has_intent is False)
     has_intent   (B,)        bool   the request had at least one click
-Item index 0 is padding, 1 unknown; the frozen store vectors are aligned with the item index
-(rows 0 and 1 are zeros) and handed to the model's constructor.
+Item index 0 is padding, 1 unknown (an id the training split never showed). The frozen store
+vectors, handed to the model's constructor, are indexed by store row, not by the item index: rows
+0 and 1 are zeros, row r + 2 is the store's row r. So an item unseen in training shares the unknown
+id embedding but keeps its own frozen vector.
 """
 from __future__ import annotations
 

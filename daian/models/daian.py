@@ -243,7 +243,7 @@ class DAIAN(nn.Module):
             mm_items, mm_mask = mm[0], features["mm_mask"]
             target_mm = target
             if self.use_mm:
-                ids = torch.cat([features["target"][:, :1], features["mm_seq"][..., 0]], dim=1)
+                ids = torch.cat([features["target_vec"][:, None], features["mm_vec"]], dim=1)
                 v = self._project_frozen(ids)  # (B, 1 + T, mm_dim)
                 target_mm = torch.cat([target, v[:, 0]], dim=-1)
                 mm_items = torch.cat([mm_items, v[:, 1:]], dim=-1)

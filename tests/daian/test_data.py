@@ -142,13 +142,25 @@ def test_unseen_items_keep_side_information(bundle, synthetic):
     assert bundle.summary["test_unknown_target_share"] == pytest.approx(cold.mean())
 
 
-def test_frozen_vectors_align_with_item_index(bundle, synthetic):
+def test_frozen_vectors_follow_every_catalogue_item(bundle, synthetic):
+    """Each target and subsequence item brings its own store vector, cold items included."""
     store = EmbeddingStore.load(synthetic["store"])
     v = bundle.frozen_vectors
-    assert v.shape == (bundle.sizes.item_fields["item"], store.dim)
+    assert v.shape == (store.vectors.shape[0] + 2, store.dim)
     assert (v[:2] == 0).all()
-    raw = bundle.vocabs.item.raw(np.arange(2, v.shape[0]))
-    np.testing.assert_array_equal(v[2:].numpy(), np.asarray(store.vectors[store.rows_for(raw)]))
+    test = pd.read_parquet(synthetic["labelled"] / "test.parquet")
+    f, _ = bundle.test[torch.arange(len(bundle.test))]
+    expected = np.asarray(store.vectors[store.rows_for(test.item_id.to_numpy())])
+    np.testing.assert_array_equal(v[f["target_vec"]].numpy(), expected)
+    cold = f["target"][:, 0] == 1  # ids the train split never showed ...
+    assert cold.any() and (v[f["target_vec"][cold]].norm(dim=1) > 0.99).all()  # ... keep their vector
+    for b in range(len(test)):
+        seq = list(test.mm_subseq_item_ids[b])[:bundle.test.columns["mm_rows"].shape[1]]
+        n = len(seq)
+        assert f["mm_vec"][b, n:].eq(0).all()
+        if n:
+            np.testing.assert_array_equal(v[f["mm_vec"][b, :n]].numpy(),
+                                          np.asarray(store.vectors[store.rows_for(np.asarray(seq))]))
     assert bundle.sizes.levels == 6 and bundle.sizes.max_page == 2
     assert bundle.sizes.item_fields == {
         "item": len(bundle.vocabs.item), "category": len(bundle.vocabs.category),

@@ -16,7 +16,8 @@ from daian.models.dei2n import bucketise_dt, time_buckets
 
 B, L, T, N_LEVELS = 8, 7, 4, 6
 FEATURE_KEYS = {"user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
-                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim"}
+                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "target_vec", "mm_vec"}
+N_STORE = 70  # rows of the frozen store vectors (indexed by store row, not by item index)
 SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2, time_dim=4,
              ui2m_hidden=(6,), interaction_hidden=(8,), uim_hidden=(12,), i2e_hidden=(8,),
              sim_dim=6, mm_dim=4, shift_hidden=(8,), sim_bins=8, dropout=0.0,
@@ -35,7 +36,7 @@ def sizes() -> FeatureSizes:
 @pytest.fixture(scope="session")
 def frozen(sizes) -> torch.Tensor:
     g = torch.Generator().manual_seed(7)
-    v = F.normalize(torch.randn(sizes.item_fields["item"], 10, generator=g), dim=1)
+    v = F.normalize(torch.randn(N_STORE + 2, 10, generator=g), dim=1)
     v[:2] = 0
     return v
 
@@ -64,7 +65,9 @@ def make_batch(sizes: FeatureSizes, seed: int, b: int = B) -> dict[str, torch.Te
         mm_seq=items(b, T) * mm[..., None], mm_mask=mm,
         cat_seq=items(b, T) * cm[..., None], cat_mask=cm,
         page=torch.randint(1, sizes.max_page + 1, (b,), generator=g),
-        tt_sim=torch.rand(b, generator=g) * 2 - 1)
+        tt_sim=torch.rand(b, generator=g) * 2 - 1,
+        target_vec=torch.randint(2, N_STORE + 2, (b,), generator=g),
+        mm_vec=torch.randint(2, N_STORE + 2, (b, T), generator=g) * mm)
 
 
 def scramble_padding(batch: dict[str, torch.Tensor], sizes: FeatureSizes, seed: int):
@@ -77,6 +80,8 @@ def scramble_padding(batch: dict[str, torch.Tensor], sizes: FeatureSizes, seed: 
         out[seq] = torch.where(batch[mask][..., None], batch[seq], noise)
     dt = torch.randint(1, sizes.max_dt + 2, batch["hist_dt"].shape, generator=g)
     out["hist_dt"] = torch.where(batch["hist_mask"], batch["hist_dt"], dt)
+    vec = torch.randint(2, N_STORE + 2, batch["mm_vec"].shape, generator=g)
+    out["mm_vec"] = torch.where(batch["mm_mask"], batch["mm_vec"], vec)
     return out
 
 
@@ -174,7 +179,7 @@ def test_padding_width_invariance(name, sizes, frozen, batch):
     for key, extra in (("hist", 3), ("mm_seq", 2), ("cat_seq", 2)):
         pad = torch.zeros(B, extra, len(ITEM_FIELDS), dtype=torch.long)
         wide[key] = torch.cat([batch[key], pad], dim=1)
-    for key, extra in (("hist_mask", 3), ("mm_mask", 2), ("cat_mask", 2), ("hist_dt", 3)):
+    for key, extra in (("hist_mask", 3), ("mm_mask", 2), ("mm_vec", 2), ("cat_mask", 2), ("hist_dt", 3)):
         wide[key] = torch.cat([batch[key], torch.zeros(B, extra, dtype=batch[key].dtype)], dim=1)
     a, b = model(batch), model(wide)
     torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
@@ -300,8 +305,8 @@ def test_config_json_round_trip():
 def test_build_model_checks_sizes(sizes, frozen):
     with pytest.raises(ValueError, match="levels"):
         build_model(ModelConfig(name="din", levels=4), sizes)
-    with pytest.raises(ValueError, match="align with the item index"):
-        build_model(ModelConfig(name="daian"), sizes, frozen[:-1])
+    with pytest.raises(ValueError, match=r"store rows \+ 2, d"):
+        build_model(ModelConfig(name="daian"), sizes, frozen[0])
     with pytest.raises(ValueError, match="frozen item vectors"):
         build_model(ModelConfig(name="daian"), sizes, None)
     build_model(ModelConfig(name="daian", mm_dim=0), sizes, None)  # no store branch: allowed
