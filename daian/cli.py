@@ -26,12 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", help="ablation of the model, e.g. no-uim, no-die, no-sein, no-three-stage "
                                       "(DAIAN) or no-ui2m, no-tim, no-il, no-uhim, no-usim (DEI2N)")
     p.add_argument("--compare", help="comma-separated models to train and compare, e.g. din,dei2n,daian")
-    p.add_argument("--ablations", action="store_true", help="with --compare: also train every ablation "
-                                                            "of the compared models")
+    p.add_argument("--ablations", nargs="?", const="all", metavar="MODELS",
+                   help="with --compare: also train the ablations of the compared models; "
+                        "--ablations daian limits them to the named (comma-separated) models")
     p.add_argument("--seeds", help="comma-separated seeds, one sub-run each (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --compare: train this many (model, seed) runs at once in separate "
+                        "processes, the CPU cores shared out among them (default 1)")
     p.add_argument("--epochs", type=int, help="CTR epochs (DAIAN's stage 3; default 1)")
     p.add_argument("--batch-size", type=int, help="training batch size (default 4096)")
-    p.add_argument("--lr", type=float, help="learning rate of the CTR stage (default 0.05, Adagrad)")
+    p.add_argument("--optimizer", choices=("adagrad", "adam"),
+                   help="optimizer of every stage (default adagrad, the papers'; adam learns far faster "
+                        "on small worlds, see docs/training.md)")
+    p.add_argument("--lr", type=float, help="learning rate of every stage; DAIAN's UIM learns at lr * "
+                                            "uim_lr_factor in stage 3 (default 0.05)")
+    p.add_argument("--max-hist", type=int, help="behaviour sequence length L, most recent first (default 50, "
+                                                "the DAIAN paper's; 20 is the DEI2N paper's)")
+    p.add_argument("--max-subseq", type=int, help="multimodal and category subsequence length T (default 20)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting (e.g. uim_epochs=2, optimizer=adam) or model setting "
@@ -44,9 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict = {"data": args.data, "store": args.store, "run": args.run, "resume": args.resume}
-    for name in ("dataset", "ablation", "epochs", "batch_size", "lr", "device"):
+    for name in ("dataset", "ablation", "epochs", "batch_size", "optimizer", "max_hist", "max_subseq",
+                 "device"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if args.lr is not None:  # one rate for the three stages unless --set says otherwise
+        values.update(lr=args.lr, uim_lr=args.lr, die_lr=args.lr)
     if args.model is not None:
         values["model"] = args.model
     if args.seeds is not None:
@@ -62,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.model is None) == (args.compare is None):
         parser.error("give exactly one of --model and --compare")
-    if args.ablations and args.compare is None:
+    if args.ablations is not None and args.compare is None:
         parser.error("--ablations goes with --compare")
     try:
         if args.compare is not None:
@@ -76,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             config = config_from_args(args)
             from daian.train import compare
 
-            out = compare(config, models, ablations=args.ablations)
+            ablations = (True if args.ablations == "all" else
+                         [m.strip() for m in args.ablations.split(",") if m.strip()] if args.ablations else False)
+            out = compare(config, models, ablations=ablations, jobs=args.jobs)
             if not out:  # not the main process of a distributed launch
                 return 0
             print(out["table"])

@@ -45,6 +45,7 @@ class TrainConfig:
     die_epochs: int = 1  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
     die_lr: float = 0.05  # DAIAN stage 2 learning rate
     uim_lr_factor: float = 0.1  # DAIAN stage 3: UIM learns at lr * this (the paper: "a smaller learning rate")
+    init_bias: bool = True  # start the logit's bias at the train split's base-rate log-odds (not 0, i.e. CTR 50%)
     eval_batch_size: int = 16384  # rows per step when scoring the test split
     # --- data shaping
     max_hist: int = 50  # behaviour sequence length L (paper: at most 50 items)
@@ -94,8 +95,10 @@ class TrainConfig:
         if "name" in self.model_settings or "ablation" in self.model_settings:
             raise ValueError("set the model and ablation with `model` / `ablation`, not model_settings")
 
-    def model_config(self):
-        """The resolved `ModelConfig` (defaults, then `model_settings`); unknown keys raise ValueError."""
+    def model_config(self, data_defaults: dict[str, Any] | None = None):
+        """The resolved `ModelConfig`: its defaults, then `data_defaults` (what the data says, e.g.
+        levels and sim_range from the labelled manifest), then `model_settings`; unknown keys raise
+        ValueError."""
         from daian.models.config import ModelConfig
 
         known = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -104,6 +107,7 @@ class TrainConfig:
             raise ValueError(f"unknown model setting(s) {unknown}; ModelConfig fields are {sorted(known)}")
         hints = typing.get_type_hints(ModelConfig)
         values = {k: coerce(v, hints[k], f"model.{k}") for k, v in self.model_settings.items()}
+        values = {**(data_defaults or {}), **values}
         return ModelConfig(name=self.model, ablation=self.ablation, **values)
 
     def replace(self, **changes) -> "TrainConfig":

@@ -37,6 +37,7 @@ import torch
 
 from daian.models.base import ITEM_FIELDS, FeatureSizes
 from daian.vocab import PAD, UNKNOWN, Vocab, Vocabularies
+from intent_labels.binning import similarity_level
 from retrieval.contract import profile_columns, read_table
 from retrieval.store import EmbeddingStore
 
@@ -52,7 +53,7 @@ LABELLED_COLUMNS = (
 )
 FEATURE_KEYS = ("user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
                 "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "target_vec", "mm_vec")
-TARGET_KEYS = ("label", "intent", "has_intent")
+TARGET_KEYS = ("label", "intent", "has_intent", "intent_loo", "has_intent_loo")
 # Manifest keys under which label-intents may record the dataset folder it read.
 _DATASET_KEYS = ("dataset", "data", "data_dir", "dataset_dir")
 
@@ -330,17 +331,21 @@ class TIRDataset:
             "target_vec": self.item_vec[c["target_row"][idx].long()],
             "mm_vec": self.item_vec[mm_rows],
         }
-        targets = {"label": c["label"][idx], "intent": c["intent"][idx], "has_intent": c["has_intent"][idx]}
+        targets = {key: c[key][idx] for key in TARGET_KEYS}
         return features, targets
 
-    def with_targets(self, label: torch.Tensor, intent: torch.Tensor, has_intent: torch.Tensor) -> "TIRDataset":
-        """A copy sharing every feature tensor but with other targets (used by the leakage test)."""
-        cols = dict(self.columns, label=label, intent=intent, has_intent=has_intent)
+    def with_targets(self, **targets: torch.Tensor) -> "TIRDataset":
+        """A copy sharing every feature tensor but with other targets (TARGET_KEYS; used by the leakage test)."""
+        unknown = sorted(set(targets) - set(TARGET_KEYS))
+        if unknown:
+            raise ValueError(f"not target columns: {unknown}; targets are {list(TARGET_KEYS)}")
+        cols = dict(self.columns, **targets)
         return TIRDataset(cols, self.item_fields, self.user_fields, self.item_vec, dict(self.meta))
 
 
 def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, user_table: LookupTable,
               item_vec: np.ndarray, *, levels: int, max_hist: int, max_subseq: int, max_page: int, max_dt: int,
+              bin_edges: np.ndarray | None = None,
               source: str = "labelled split") -> TIRDataset:
     """Turn one labelled split into a `TIRDataset` (all vectorised; ValueError names bad columns/rows)."""
     n = table.num_rows
@@ -393,15 +398,54 @@ def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, us
         raise ValueError(f"{source}: column 'intent' is not a distribution at rows {bad[:5].tolist()}")
     cols["intent"] = np.where(has_intent[:, None], intent, 0.0).astype(np.float32)
     cols["has_intent"] = has_intent
+    request_id = _np(table.column("request_id"), "request_id", source).astype(np.int64)
+    if bin_edges is not None:
+        cols["intent_loo"], cols["has_intent_loo"] = leave_one_out_intent(
+            request_id, clicked.astype(np.int64), cols["intent"], has_intent, sim, bin_edges)
+    else:
+        cols["intent_loo"], cols["has_intent_loo"] = np.zeros_like(cols["intent"]), np.zeros(n, bool)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cols.items()}
     meta = {
-        "request_id": _np(table.column("request_id"), "request_id", source).astype(np.int64),
+        "request_id": request_id,
         "user_id": user_id.astype(np.int64),
         "item_id": table.column("item_id").to_numpy().astype(np.int64),
         "clicked": clicked.astype(np.int8),
     }
     return TIRDataset(tensors, torch.from_numpy(item_table.fields), torch.from_numpy(user_table.fields),
                       torch.from_numpy(np.asarray(item_vec, dtype=np.int64)), meta)
+
+
+def leave_one_out_intent(request_id: np.ndarray, clicked: np.ndarray, intent: np.ndarray,
+                         has_intent: np.ndarray, sim: np.ndarray,
+                         bin_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's request intent without the row's own click -> (intent_loo (N, n), has_intent_loo (N,)).
+
+    A request's intent p = c / C counts its clicks per similarity level. Handed to the model for
+    the request's clicked row, p carries that row's label: p is zero at the target's level exactly
+    when no row at that level was clicked. DAIAN's stage 2 therefore receives, per row,
+    (c - y onehot(level)) / (C - y): the request's other clicks. Rows left without another click
+    (the only click of a request, rows of requests without clicks) and rows whose intent does not
+    decompose into whole clicks at the labelled levels (labels made elsewhere) get none.
+    """
+    n = intent.shape[1]
+    if len(bin_edges) != n + 1:
+        raise ValueError(f"bin_edges hold {len(bin_edges)} values; {n} levels need {n + 1}")
+    if not len(request_id):
+        return np.zeros_like(intent), np.zeros(0, bool)
+    _, inv = np.unique(request_id, return_inverse=True)
+    total = np.bincount(inv, weights=clicked)[inv]  # C, clicks of the row's request
+    counts = intent.astype(np.float64) * total[:, None]
+    whole = np.rint(counts)
+    level = np.minimum(similarity_level(sim, bin_edges).astype(np.int64), n - 1)
+    rows = np.arange(len(level))
+    own = clicked.astype(bool)
+    ok = has_intent & (np.abs(counts - whole) < 1e-3).all(axis=1)
+    ok &= ~own | (whole[rows, level] >= 1)
+    whole[rows[own], level[own]] -= 1
+    rest = total - own
+    has = ok & (rest > 0)
+    out = np.where(has[:, None], whole / np.maximum(rest, 1)[:, None], 0.0).astype(np.float32)
+    return out, has
 
 
 # ----------------------------------------------------------------------------- loading
@@ -442,7 +486,8 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
     emb_store = EmbeddingStore.load(store)
     item_vec, store_misses = store_rows(emb_store, item_table)
     splits = {
-        split: tensorise(tables[split], vocabs, item_table, user_table, item_vec, levels=levels, max_hist=max_hist,
+        split: tensorise(tables[split], vocabs, item_table, user_table, item_vec, levels=levels,
+                         bin_edges=_manifest_edges(manifest, levels), max_hist=max_hist,
                          max_subseq=max_subseq, max_page=max_page, max_dt=max_dt,
                          source=str(labelled_path(data, split)))
         for split in SPLITS
@@ -474,6 +519,17 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
         "store_dim": emb_store.dim,
     }
     return DataBundle(splits["train"], test, vocabs, sizes, frozen, manifest, dataset_dir, summary)
+
+
+def _manifest_edges(manifest: dict, levels: int) -> np.ndarray | None:
+    edges = manifest.get("bin_edges")
+    if edges is None:
+        log.warning("manifest.json has no bin_edges: DAIAN's stage 2 gets no leave-one-out intent")
+        return None
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.shape != (levels + 1,):
+        raise ValueError(f"manifest.json: bin_edges hold {edges.size} values; levels={levels} needs {levels + 1}")
+    return edges
 
 
 def read_user_types(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:

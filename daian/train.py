@@ -134,10 +134,13 @@ def uim_loss(model: nn.Module, features: dict, targets: dict) -> tuple[torch.Ten
 def die_loss(model: nn.Module, features: dict, targets: dict) -> tuple[torch.Tensor, dict]:
     """DAIAN stage 2: CTR loss with the true intent in place of p_hat.
 
-    Rows without a label are passed as zeros, which by the `intent_override` convention means
-    "no label here: use your own (detached) prediction"; a zero row never reaches the network.
+    The true intent is the leave-one-out one (`daian.data.leave_one_out_intent`: the request's
+    clicks other than the row's own), so the override never carries the row's label. Rows without
+    one are passed as zeros, which by the `intent_override` convention means "no label here: use
+    your own (detached) prediction"; a zero row never reaches the network.
     """
-    override = targets["intent"] * targets["has_intent"][:, None].to(targets["intent"].dtype)
+    loo = targets["intent_loo"]
+    override = loo * targets["has_intent_loo"][:, None].to(loo.dtype)
     out = model(features, intent_override=override)
     bce = F.binary_cross_entropy_with_logits(out.logit, targets["label"])
     parts = {"bce": bce.detach()}
@@ -391,6 +394,34 @@ def evaluate(dataset: TIRDataset, scores: np.ndarray, intent: np.ndarray | None)
 # ----------------------------------------------------------------------------- one run
 
 
+def data_model_defaults(bundle: DataBundle) -> dict:
+    """Model settings the data decides unless the user sets them: the number of intent levels,
+    and the range of DAIAN's similarity buckets (the outer intent bin edges, which label-intents
+    fitted on the train split's trigger-target similarities, so the buckets cover the cosines that
+    actually occur instead of all of [-1, 1])."""
+    out = {"levels": bundle.sizes.levels}
+    edges = bundle.manifest.get("bin_edges") or []
+    if len(edges) >= 2 and float(edges[0]) < float(edges[-1]):
+        out["sim_range"] = (float(edges[0]), float(edges[-1]))
+    return out
+
+
+def init_output_bias(model: nn.Module, rate: float) -> bool:
+    """Set the bias of the model's final logit layer (`model.mlp.out`) to log(rate / (1 - rate)).
+
+    A fresh model then predicts the base rate (a CTR of a few percent) instead of 50%, so the first
+    steps are not spent moving one bias across several log-odds units while every other gradient
+    points the wrong way. Returns False when the model has no such layer.
+    """
+    out = getattr(getattr(model, "mlp", None), "out", None)
+    if not isinstance(out, nn.Linear) or out.bias is None or out.bias.numel() != 1:
+        return False
+    rate = min(max(rate, 1e-6), 1 - 1e-6)
+    with torch.no_grad():
+        out.bias.fill_(math.log(rate / (1.0 - rate)))
+    return True
+
+
 def _accelerator(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -441,8 +472,10 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     resume_from = _prepare_run_dir(run_dir, config.resume)
     accelerator.wait_for_everyone()  # every process has looked before any writes a checkpoint
     set_seed(seed)
-    model_config = config.model_config()
+    model_config = config.model_config(data_model_defaults(bundle))
     model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)
+    if config.init_bias:
+        init_output_bias(model, float(bundle.train.columns["label"].float().mean()) if len(bundle.train) else 0.5)
     state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
              "optimizer": None}
     if resume_from is not None:
@@ -579,10 +612,15 @@ def train(config: TrainConfig, bundle: DataBundle | None = None) -> dict:
     if len(config.seeds) == 1:
         return train_seed(config, config.seeds[0], config.run, bundle)
     per_seed = {s: train_seed(config, s, config.run / f"seed-{s}", bundle) for s in config.seeds}
-    result = {"model": config.model, "ablation": config.ablation, "seeds": list(config.seeds),
-              "summary": summarise(per_seed), "per_seed": per_seed}
     if not _is_main_process():
         return {}
+    return write_seed_summary(config, per_seed)
+
+
+def write_seed_summary(config: TrainConfig, per_seed: dict[int, dict]) -> dict:
+    """RUN/metrics.json of a several-seed run: mean and std over seeds, and every seed's metrics."""
+    result = {"model": config.model, "ablation": config.ablation, "seeds": list(config.seeds),
+              "summary": summarise(per_seed), "per_seed": per_seed}
     (config.run / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     return result
 
@@ -597,8 +635,16 @@ def run_name(model: str, ablation: str | None) -> str:
     return model if ablation is None else f"{model}-{ablation}"
 
 
-def compare(config: TrainConfig, models: list[str], ablations: bool = False) -> dict:
-    """Train several models (and, with `ablations`, each of their ablations) on the same data and seeds.
+def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] = False,
+            jobs: int = 1) -> dict:
+    """Train several models (and their ablations) on the same data and seeds.
+
+    `ablations`: True adds every ablation of every compared model, a list of model names adds
+    those models' ablations only (e.g. ["daian"]), False none. `jobs` > 1 trains that many
+    (run, seed) pairs at once in separate processes on this machine, each with
+    `cpu_threads` threads (0: the machine's cores shared out); on a CPU several small
+    single-threaded runs use the cores better than one run spread over them. Results equal a
+    sequential comparison's up to float rounding (thread counts change reduction order).
 
     Writes RUN/<name>/[seed-S/] per model, RUN/compare.json and RUN/compare.md; returns the table
     rows (mean and std over seeds of AUC, GAUC, RelaImpr vs DIN, log loss, intent JS).
@@ -609,14 +655,22 @@ def compare(config: TrainConfig, models: list[str], ablations: bool = False) -> 
         config.replace(model=m, ablation=None).model_config()
     bundle = load_bundle_for_compare(config, models)
     runs = [(m, None) for m in models]
-    if ablations:
-        runs += [(m, a) for m in models for a in ABLATIONS[m]]
+    ablated = list(models) if ablations is True else list(ablations or [])
+    unknown = [m for m in ablated if m not in models]
+    if unknown:
+        raise ValueError(f"ablations asked for {unknown}, which are not among the compared models {models}")
+    runs += [(m, a) for m in models if m in ablated for a in ABLATIONS[m]]
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     results = {}
-    for model, ablation in runs:
-        sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
-        res = train(sub, bundle)
-        results[run_name(model, ablation)] = res if len(config.seeds) > 1 else {
-            "per_seed": {config.seeds[0]: res}}
+    if jobs == 1:
+        for model, ablation in runs:
+            sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
+            res = train(sub, bundle)
+            results[run_name(model, ablation)] = res if len(config.seeds) > 1 else {
+                "per_seed": {config.seeds[0]: res}}
+    else:
+        results = _compare_in_processes(config, runs, bundle, jobs)
     if not _is_main_process():  # the other processes of a distributed launch hold no metrics
         return {}
     rows = comparison_rows(results, config.seeds)
@@ -626,6 +680,90 @@ def compare(config: TrainConfig, models: list[str], ablations: bool = False) -> 
     (config.run / "compare.md").write_text(table + "\n")
     out["table"] = table
     return out
+
+
+def _compare_in_processes(config: TrainConfig, runs: list[tuple[str, str | None]], bundle: DataBundle,
+                          jobs: int) -> dict[str, dict]:
+    """Train every (run, seed) pair of a comparison in `jobs` processes; the same results as `train`."""
+    tasks = []
+    for model, ablation in runs:
+        sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
+        sub.model_config()
+        for seed in config.seeds:
+            tasks.append((sub, seed, sub.run if len(config.seeds) == 1 else sub.run / f"seed-{seed}"))
+    done = train_parallel(tasks, jobs, progress=config.progress,
+                          vocabs=bundle.vocabs if config.resume else None)
+    per_run: dict[str, dict[int, dict]] = {run_name(m, a): {} for m, a in runs}
+    for (sub, seed, _), result in zip(tasks, done):
+        per_run[run_name(sub.model, sub.ablation)][seed] = result
+    results = {}
+    for model, ablation in runs:
+        name = run_name(model, ablation)
+        per_seed = {s: per_run[name][s] for s in config.seeds}
+        if len(config.seeds) > 1:
+            results[name] = write_seed_summary(config.replace(model=model, ablation=ablation,
+                                                              run=config.run / name), per_seed)
+        else:
+            results[name] = {"per_seed": per_seed}
+    return results
+
+
+def train_parallel(tasks: list[tuple[TrainConfig, int, Path]], jobs: int, *, progress: bool = True,
+                   vocabs: Vocabularies | None = None) -> list[dict]:
+    """Train (config, seed, run folder) tasks, `jobs` at a time in separate processes on this machine.
+
+    Each process reads a task's data once and keeps it for the next task on the same data; it runs
+    with the task's `cpu_threads`, or the machine's cores shared out among the jobs when that is 0.
+    Returns each task's metrics in task order; a task's error is raised here.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if _distributed():
+        raise ValueError("jobs > 1 runs its own processes; it does not combine with accelerate launch")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # progress bars of several processes would interleave: one bar here counts finished runs
+    tasks = [(cfg.replace(cpu_threads=cfg.cpu_threads or threads, progress=False), seed, Path(run_dir))
+             for cfg, seed, run_dir in tasks]
+    results: list[dict | None] = [None] * len(tasks)
+    with cf.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tasks))),
+                                mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_task, cfg, seed, run_dir, vocabs): k
+                   for k, (cfg, seed, run_dir) in enumerate(tasks)}
+        bar = tqdm(total=len(tasks), desc=f"runs ({jobs} at a time)", unit="run", disable=not progress)
+        for future in cf.as_completed(futures):
+            k = futures[future]
+            results[k] = future.result()  # re-raises a worker's error here
+            cfg, seed, _ = tasks[k]
+            bar.set_postfix_str(f"{run_name(cfg.model, cfg.ablation)} seed {seed}: "
+                                f"AUC {results[k]['ctr']['auc']:.4f}")
+            bar.update()
+        bar.close()
+    return results
+
+
+_WORKER_BUNDLE: dict = {}
+
+
+def _train_task(config: TrainConfig, seed: int, run_dir: Path, vocabs: Vocabularies | None) -> dict:
+    """One (run, seed) pair inside a worker process; the data is read once per process."""
+    key = (str(config.data), str(config.store), str(config.dataset), config.max_hist, config.max_subseq,
+           config.max_page, config.max_dt, config.price_buckets)
+    if key not in _WORKER_BUNDLE:
+        _WORKER_BUNDLE.clear()
+        _WORKER_BUNDLE[key] = load_data(config.data, config.store, config.dataset, max_hist=config.max_hist,
+                                        max_subseq=config.max_subseq, max_page=config.max_page,
+                                        max_dt=config.max_dt, price_buckets=config.price_buckets,
+                                        vocabs=vocabs)
+    return train_seed(config, seed, run_dir, _WORKER_BUNDLE[key])
+
+
+def _distributed() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().num_processes > 1
 
 
 def load_bundle_for_compare(config: TrainConfig, models: list[str]) -> DataBundle:

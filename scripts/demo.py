@@ -16,6 +16,15 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+COMPARE = ("din", "dei2n", "daian")
+SWEEP_LEVELS = (4, 8)  # DAIAN is retrained on labels with these n; n = 6 is the main run
+# Training recipe of the demo world (docs/training.md, "Small worlds"): the papers' Adagrad at lr
+# 0.05 and batch 4096 barely leaves the base rate in this world's ~90 steps per epoch; Adam at the
+# DEI2N paper's lr 0.001 with batch 1024 learns in one epoch, and histories of 20 items with
+# subsequences of 10 (the DEI2N paper's lengths) halve the CPU time.
+DEMO_RECIPE = dict(optimizer="adam", lr=1e-3, uim_lr=1e-3, die_lr=1e-3, batch_size=1024, epochs=1,
+                   max_hist=20, max_subseq=10)
+
 
 def run_step(name: str, out: Path, settings: dict, force: set[str], fn: Callable[[], str]) -> None:
     """Run `fn` unless `out` holds a finished run of the same settings; print outputs and time."""
@@ -66,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
     parser.add_argument("--preset", default="demo",
                         help="simulate-tir preset (default demo; tiny for a quick look)")
+    parser.add_argument("--seeds", default="1",
+                        help="comma-separated training seeds (default 1; 1,2,3 gives mean and std)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="training runs at once, each in its own process (default 2: the cores of a "
+                             "small machine; 1 trains one run at a time on every core)")
     parser.add_argument("--force", action="append", default=[],
                         help="redo a step even if it finished (a step name, or 'all'); repeatable")
     args = parser.parse_args(argv)
@@ -108,8 +122,70 @@ def main(argv: list[str] | None = None) -> int:
         return f"  {splits}\n  bin edges [{edges}]"
 
     run_step("label", labels, label_settings, force, label)
+
+    seeds = [int(x) for x in args.seeds.split(",")]
+    recipe = {**DEMO_RECIPE, "seeds": seeds}
+    runs = args.out / "runs"
+    train_settings = {**label_settings, **recipe, "compare": list(COMPARE), "ablations": ["daian"]}
+
+    def train() -> str:
+        from daian.config import TrainConfig
+        from daian.train import compare
+        _fresh(runs)
+        config = TrainConfig(data=labels, store=store, run=runs, **recipe)
+        out = compare(config, list(COMPARE), ablations=["daian"], jobs=args.jobs)
+        return out["table"]
+
+    run_step("train", runs, train_settings, force, train)
+
+    sweep = args.out / "sweep"
+    sweep_settings = {**train_settings, "levels": list(SWEEP_LEVELS), "compare": ["daian"], "ablations": []}
+    sweep_points = [(6, runs / "daian")] + [(n, sweep / f"n{n}" / "daian") for n in SWEEP_LEVELS]
+
+    def level_sweep() -> str:
+        from daian.config import TrainConfig
+        from daian.train import train_parallel
+        from intent_labels import label_intents
+        _fresh(sweep)
+        tasks = []
+        for n in SWEEP_LEVELS:
+            label_intents(world, store, sweep / f"n{n}" / "labels", levels=n, train_days=7,
+                          show_progress_bar=False)
+            config = TrainConfig(data=sweep / f"n{n}" / "labels", store=store, run=sweep / f"n{n}" / "daian",
+                                 model="daian", **recipe)
+            tasks += [(config, seed, config.run if len(seeds) == 1 else config.run / f"seed-{seed}")
+                      for seed in seeds]
+        results = train_parallel(tasks, args.jobs)
+        lines = []
+        for (config, seed, _), result in zip(tasks, results):
+            lines.append(f"  n={config.data.parent.name[1:]} seed {seed}: DAIAN AUC {result['ctr']['auc']:.4f}"
+                         f"  GAUC {result['ctr']['gauc']:.4f}")
+        return "\n".join(lines)
+
+    run_step("sweep", sweep, sweep_settings, force, level_sweep)
+
+    report = args.out / "report"
+    report_settings = {**train_settings, "sweep": sorted(n for n, _ in sweep_points)}
+
+    def make_report() -> str:
+        from daian.report import ReportConfig, build_report
+        _fresh(report)
+        written = build_report(ReportConfig(runs=(runs,), out=report, sweep=tuple(sorted(sweep_points)),
+                                            progress=False))
+        return "\n".join(f"  {name}: {path}" for name, path in written.items())
+
+    run_step("report", report, report_settings, force, make_report)
     print(f"demo finished in {time.perf_counter() - start:.1f} s; outputs under {args.out}")
+    print(f"open {report / 'report.html'} in a browser, or read {report / 'report.md'}")
     return 0
+
+
+def _fresh(folder: Path) -> None:
+    """Empty a step's output folder before a (re)run, so no stale run or figure survives."""
+    import shutil
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "din": dict(mlp_hidden=(512, 256, 128), attention_hidden=(128,), attention_softmax=False,
                 heads=4, dropout=0.0),
-    "dei2n": dict(mlp_hidden=(200, 80), attention_hidden=(80, 40), attention_softmax=True,
+    "dei2n": dict(mlp_hidden=(200, 80), attention_hidden=(80, 40), attention_softmax=False,
                   heads=2, dropout=0.1),
     "daian": dict(mlp_hidden=(512, 256, 128), attention_hidden=(128,), attention_softmax=False,
                   heads=4, dropout=0.0),
@@ -85,6 +85,7 @@ class ModelConfig:
     mm_dim: int = 32  # projection of the frozen store vectors in the explicit-intent branch
     shift_hidden: tuple[int, ...] = (128,)  # IA2N shifting MLP after the Gate NU
     gate_gamma: float = 2.0  # Gate NU scale (PEPNet: 2)
+    stage2_embeddings: bool = False  # stage 2 also trains the CTR network's id/side-info tables (a second pass over the ids)
 
     def __post_init__(self) -> None:
         if self.name not in MODEL_NAMES:

@@ -60,7 +60,23 @@ def test_compare_table(synthetic, tmp_path, capsys):
     assert "js" in rows["daian"] and "js" not in rows["din"]
 
 
+def test_compare_with_one_models_ablations(synthetic, tmp_path, capsys):
+    run = tmp_path / "cmp"
+    assert main(_args(synthetic, run, "--compare", "din,daian", "--ablations", "daian", "--epochs", "1",
+                      "--optimizer", "adam", "--lr", "0.01")) == 0
+    rows = [r["run"] for r in json.loads((run / "compare.json").read_text())["rows"]]
+    assert rows == ["din", "daian", "daian-no-uim", "daian-no-die", "daian-no-sein", "daian-no-three-stage"]
+    cfg = json.loads((run / "daian" / "checkpoint" / "config.json").read_text())
+    assert cfg["train"]["optimizer"] == "adam"
+    assert cfg["train"]["lr"] == cfg["train"]["uim_lr"] == cfg["train"]["die_lr"] == 0.01
+    # the data decides the levels and the similarity buckets' range (outer intent bin edges)
+    edges = json.loads((synthetic["labelled"] / "manifest.json").read_text())["bin_edges"]
+    assert cfg["model"]["levels"] == 6
+    assert cfg["model"]["sim_range"] == pytest.approx([edges[0], edges[-1]])
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["--compare", "din", "--ablations", "daian"], "not among the compared models"),
     (["--model", "din", "--set", "bogus=1"], "unknown training setting 'bogus'"),
     (["--model", "din", "--set", "model.bogus=1"], "unknown model setting"),
     (["--model", "daian", "--ablation", "no-such"], "unknown ablation"),
@@ -100,3 +116,21 @@ def test_tiny_world_end_to_end(tiny_labelled, tmp_path, capsys):
     users = pd.read_parquet(dataset / "truth" / "users.parquet")
     assert set(metrics["intent"]["by_user_type"]) <= set(users.user_type)
     assert np.isfinite(preds.score).all()
+
+
+def test_compare_in_two_processes_matches_one(synthetic, tmp_path):
+    """--jobs 2 trains the same runs as a sequential comparison (up to float rounding)."""
+    tables = {}
+    for jobs in (1, 2):
+        run = tmp_path / f"jobs{jobs}"
+        assert main(_args(synthetic, run, "--compare", "din,daian", "--seeds", "1,2", "--epochs", "1",
+                          "--set", "cpu_threads=1", "--jobs", str(jobs))) == 0
+        tables[jobs] = {r["run"]: r for r in json.loads((run / "compare.json").read_text())["rows"]}
+        for m in ("din", "daian"):
+            for s in (1, 2):
+                preds = pd.read_parquet(run / m / f"seed-{s}" / "predictions.parquet")
+                metrics = json.loads((run / m / f"seed-{s}" / "metrics.json").read_text())
+                assert metrics["ctr"]["auc"] == pytest.approx(roc_auc_score(preds.clicked, preds.score))
+    for name in ("din", "daian"):
+        for key in ("auc", "gauc", "logloss"):
+            assert tables[2][name][key]["mean"] == pytest.approx(tables[1][name][key]["mean"], abs=1e-5)

@@ -122,8 +122,7 @@ def test_features_never_carry_labels(bundle):
     assert set(features) == set(FEATURE_KEYS)
     # permuting the targets leaves every feature tensor untouched
     perm = torch.randperm(len(bundle.test), generator=torch.Generator().manual_seed(0))
-    other = bundle.test.with_targets(bundle.test.columns["label"][perm], bundle.test.columns["intent"][perm],
-                                     bundle.test.columns["has_intent"][perm])
+    other = bundle.test.with_targets(**{k: bundle.test.columns[k][perm] for k in TARGET_KEYS})
     f2, t2 = other[torch.arange(len(other))]
     for key in FEATURE_KEYS:
         assert torch.equal(features[key], f2[key])
@@ -271,3 +270,32 @@ def test_dataset_found_through_the_store(synthetic, tmp_path):
     with pytest.raises(ValueError, match="--dataset"):
         resolve_dataset(data, manifest, None, store)
     assert resolve_dataset(data, manifest, synthetic["dataset"], store) == synthetic["dataset"]
+
+
+def test_leave_one_out_intent_matches_pandas(synthetic):
+    """Stage 2's intent: the request's clicks per level other than the row's own."""
+    from daian.data import leave_one_out_intent
+    from intent_labels.binning import similarity_level
+
+    df = pd.read_parquet(synthetic["labelled"] / "train.parquet")
+    edges = np.asarray(json.loads((synthetic["labelled"] / "manifest.json").read_text())["bin_edges"])
+    intent = np.stack([np.asarray(x, np.float32) if h else np.zeros(6, np.float32)
+                       for x, h in zip(df.intent, df.has_intent)])
+    loo, has = leave_one_out_intent(df.request_id.to_numpy(), df.clicked.to_numpy().astype(np.int64), intent,
+                                    df.has_intent.to_numpy(), df.trigger_target_sim.to_numpy(np.float32), edges)
+    df["level"] = similarity_level(df.trigger_target_sim.to_numpy(np.float32), edges)
+    checked = 0
+    for _, g in df.groupby("request_id"):
+        for i, row in g.iterrows():
+            others = g[(g.index != i) & (g.clicked == 1)]
+            if others.empty:
+                assert not has[i] and (loo[i] == 0).all()
+                continue
+            expected = np.bincount(others.level, minlength=6) / len(others)
+            assert has[i]
+            np.testing.assert_allclose(loo[i], expected, atol=1e-6)
+            checked += 1
+    assert checked > 20
+    # the row's own label never shows: for a clicked row, its level's share falls by one click
+    clicked = df.clicked.to_numpy() == 1
+    assert (loo[clicked & has].sum(axis=1) == pytest.approx(1.0))

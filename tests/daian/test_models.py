@@ -394,7 +394,11 @@ def test_daian_stage_parameters(sizes, frozen):
     assert not uim & die and die < every
     assert ids(model.stage_parameters(1)["uim"]) == uim
     assert set(model.stage_parameters(1)) == {"uim"}
-    assert ids(model.stage_parameters(2)["ctr"]) == every - uim
+    tables = ids(model.items.parameters()) | ids(model.users.parameters()) | ids(model.page.parameters())
+    assert ids(model.stage_parameters(2)["ctr"]) == every - uim - tables  # ids wait for stage 3
+    assert die <= every - uim - tables
+    both = build("daian", sizes, frozen, stage2_embeddings=True)
+    assert ids(both.stage_parameters(2)["ctr"]) == ids(both.parameters()) - ids(both.uim_parameters())
     stage3 = model.stage_parameters(3)
     assert ids(stage3["uim"]) == uim and ids(stage3["ctr"]) == every - uim
     no_uim = build("daian", sizes, frozen, "no-uim")

@@ -81,6 +81,21 @@ def test_schedules(synthetic, bundle, tmp_path):
         assert [s.name for s in T.build_stages(config, model)] == names, ablation
 
 
+@pytest.mark.parametrize("name", ["din", "dei2n", "daian"])
+def test_output_bias_starts_at_the_base_rate(synthetic, bundle, tmp_path, name):
+    """A fresh model predicts the train CTR on average, not 50%."""
+    config = make_config(synthetic, tmp_path / "run", model=name)
+    torch.manual_seed(0)
+    model = build_model(config.model_config(T.data_model_defaults(bundle)), bundle.sizes,
+                        bundle.frozen_vectors).eval()
+    rate = float(bundle.train.columns["label"].float().mean())
+    assert T.init_output_bias(model, rate)
+    features, _ = bundle.train[torch.arange(len(bundle.train))]
+    with torch.no_grad():
+        p = torch.sigmoid(model(features).logit)
+    assert float(p.mean()) == pytest.approx(rate, rel=0.05)
+
+
 def test_intent_kl_matches_scipy():
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(6) * 0.3, 20)
