@@ -33,6 +33,7 @@ continues after the last finished epoch and reaches the same weights as an unint
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -308,6 +309,25 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+@contextlib.contextmanager
+def _frozen_outside(model: nn.Module, stage: Stage, enabled: bool = True):
+    """Within the block, parameters the stage does not train compute no gradient (DAIAN's stage 2
+    leaves the embedding tables alone, so their backward pass is skipped). Off under DDP, whose
+    gradient hooks are fixed when the model is wrapped."""
+    if not enabled:
+        yield
+        return
+    trained = {id(p) for g in stage.param_groups for p in g["params"]}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in trained]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
 def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
               progress: bool) -> dict:
     """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows."""
@@ -516,7 +536,9 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
         for epoch in range(done, stage.epochs):
             sampler.set_epoch(epoch_offset + epoch)
             desc = f"{config.model} seed {seed} {stage.name} {epoch + 1}/{stage.epochs}"
-            stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc, progress=config.progress)
+            with _frozen_outside(model, stage, enabled=accelerator.num_processes == 1):
+                stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc,
+                                  progress=config.progress)
             finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
             state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "finished": finished,
                      "history": state["history"] + [{"stage": stage.name, "epoch": epoch + 1, **stats}],
