@@ -658,7 +658,7 @@ def run_name(model: str, ablation: str | None) -> str:
 
 
 def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] = False,
-            jobs: int = 1) -> dict:
+            jobs: int = 1, also: list[TrainConfig] | tuple = ()) -> dict:
     """Train several models (and their ablations) on the same data and seeds.
 
     `ablations`: True adds every ablation of every compared model, a list of model names adds
@@ -667,6 +667,9 @@ def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] 
     `cpu_threads` threads (0: the machine's cores shared out); on a CPU several small
     single-threaded runs use the cores better than one run spread over them. Results equal a
     sequential comparison's up to float rounding (thread counts change reduction order).
+    `also`: further runs (each a full TrainConfig with its own data, run folder and seeds) trained
+    in the same pool, so that no process idles between the comparison and them; their metrics are
+    returned under "also", in order, as `train` returns them.
 
     Writes RUN/<name>/[seed-S/] per model, RUN/compare.json and RUN/compare.md; returns the table
     rows (mean and std over seeds of AUC, GAUC, RelaImpr vs DIN, log loss, intent JS).
@@ -684,15 +687,16 @@ def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] 
     runs += [(m, a) for m in models if m in ablated for a in ABLATIONS[m]]
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    results = {}
+    results, also_results = {}, []
     if jobs == 1:
         for model, ablation in runs:
             sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
             res = train(sub, bundle)
             results[run_name(model, ablation)] = res if len(config.seeds) > 1 else {
                 "per_seed": {config.seeds[0]: res}}
+        also_results = [train(extra) for extra in also]
     else:
-        results = _compare_in_processes(config, runs, bundle, jobs)
+        results, also_results = _compare_in_processes(config, runs, bundle, jobs, list(also))
     if not _is_main_process():  # the other processes of a distributed launch hold no metrics
         return {}
     rows = comparison_rows(results, config.seeds)
@@ -701,23 +705,40 @@ def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] 
     (config.run / "compare.json").write_text(json.dumps(_jsonable(out), indent=2) + "\n")
     (config.run / "compare.md").write_text(table + "\n")
     out["table"] = table
+    if also:
+        out["also"] = also_results
     return out
 
 
+def _seed_tasks(config: TrainConfig) -> list[tuple[TrainConfig, int, Path]]:
+    """(config, seed, run folder) per seed, laid out as `train` lays them out."""
+    return [(config, seed, config.run if len(config.seeds) == 1 else config.run / f"seed-{seed}")
+            for seed in config.seeds]
+
+
 def _compare_in_processes(config: TrainConfig, runs: list[tuple[str, str | None]], bundle: DataBundle,
-                          jobs: int) -> dict[str, dict]:
-    """Train every (run, seed) pair of a comparison in `jobs` processes; the same results as `train`."""
+                          jobs: int, also: list[TrainConfig]) -> tuple[dict[str, dict], list[dict]]:
+    """Train every (run, seed) pair of a comparison, and the `also` runs, in `jobs` processes."""
     tasks = []
     for model, ablation in runs:
         sub = config.replace(model=model, ablation=ablation, run=config.run / run_name(model, ablation))
         sub.model_config()
-        for seed in config.seeds:
-            tasks.append((sub, seed, sub.run if len(config.seeds) == 1 else sub.run / f"seed-{seed}"))
+        tasks += _seed_tasks(sub)
+    n_compare = len(tasks)
+    for extra in also:
+        extra.model_config()
+        tasks += _seed_tasks(extra)
     done = train_parallel(tasks, jobs, progress=config.progress,
                           vocabs=bundle.vocabs if config.resume else None)
     per_run: dict[str, dict[int, dict]] = {run_name(m, a): {} for m, a in runs}
-    for (sub, seed, _), result in zip(tasks, done):
+    for (sub, seed, _), result in zip(tasks[:n_compare], done[:n_compare]):
         per_run[run_name(sub.model, sub.ablation)][seed] = result
+    also_results, k = [], n_compare
+    for extra in also:
+        per_seed = {seed: done[k + i] for i, seed in enumerate(extra.seeds)}
+        k += len(extra.seeds)
+        also_results.append(per_seed[extra.seeds[0]] if len(extra.seeds) == 1
+                            else write_seed_summary(extra, per_seed))
     results = {}
     for model, ablation in runs:
         name = run_name(model, ablation)
@@ -727,7 +748,12 @@ def _compare_in_processes(config: TrainConfig, runs: list[tuple[str, str | None]
                                                               run=config.run / name), per_seed)
         else:
             results[name] = {"per_seed": per_seed}
-    return results
+    return results, also_results
+
+
+# Rough relative cost of one run, to start the longest first (fewer idle processes at the end).
+_RUN_COST = {"din": 1.0, "dei2n": 3.0, "daian": 4.0, "daian-no-uim": 2.0, "daian-no-three-stage": 2.0,
+             "daian-no-die": 2.5}
 
 
 def train_parallel(tasks: list[tuple[TrainConfig, int, Path]], jobs: int, *, progress: bool = True,
@@ -752,8 +778,9 @@ def train_parallel(tasks: list[tuple[TrainConfig, int, Path]], jobs: int, *, pro
     results: list[dict | None] = [None] * len(tasks)
     with cf.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tasks))),
                                 mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_task, cfg, seed, run_dir, vocabs): k
-                   for k, (cfg, seed, run_dir) in enumerate(tasks)}
+        order = sorted(range(len(tasks)), key=lambda k: -_RUN_COST.get(
+            run_name(tasks[k][0].model, tasks[k][0].ablation), 3.0))  # stable: ties keep their order
+        futures = {pool.submit(_train_task, *tasks[k], vocabs): k for k in order}
         bar = tqdm(total=len(tasks), desc=f"runs ({jobs} at a time)", unit="run", disable=not progress)
         for future in cf.as_completed(futures):
             k = futures[future]

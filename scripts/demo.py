@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -123,46 +124,48 @@ def main(argv: list[str] | None = None) -> int:
 
     run_step("label", labels, label_settings, force, label)
 
+    sweep = args.out / "sweep"
+    sweep_labels_settings = {**label_settings, "levels": list(SWEEP_LEVELS)}
+
+    def label_sweep() -> str:
+        from intent_labels import label_intents
+        _fresh(sweep)
+        lines = []
+        for n in SWEEP_LEVELS:
+            out = label_intents(world, store, sweep / f"n{n}" / "labels", levels=n, train_days=7,
+                                show_progress_bar=False)
+            edges = json.loads((out / "manifest.json").read_text())["bin_edges"]
+            lines.append(f"  n={n}: bin edges [{', '.join(f'{e:.3f}' for e in edges)}]")
+        return "\n".join(lines)
+
+    run_step("sweep labels", sweep, sweep_labels_settings, force, label_sweep)
+
     seeds = [int(x) for x in args.seeds.split(",")]
     recipe = {**DEMO_RECIPE, "seeds": seeds}
     runs = args.out / "runs"
-    train_settings = {**label_settings, **recipe, "compare": list(COMPARE), "ablations": ["daian"]}
+    train_settings = {**sweep_labels_settings, **recipe, "compare": list(COMPARE), "ablations": ["daian"]}
+    sweep_points = [(6, runs / "daian")] + [(n, sweep / f"n{n}" / "daian") for n in SWEEP_LEVELS]
 
     def train() -> str:
         from daian.config import TrainConfig
         from daian.train import compare
         _fresh(runs)
+        for _, folder in sweep_points[1:]:
+            if folder.exists():
+                shutil.rmtree(folder)
         config = TrainConfig(data=labels, store=store, run=runs, **recipe)
-        out = compare(config, list(COMPARE), ablations=["daian"], jobs=args.jobs)
-        return out["table"]
-
-    run_step("train", runs, train_settings, force, train)
-
-    sweep = args.out / "sweep"
-    sweep_settings = {**train_settings, "levels": list(SWEEP_LEVELS), "compare": ["daian"], "ablations": []}
-    sweep_points = [(6, runs / "daian")] + [(n, sweep / f"n{n}" / "daian") for n in SWEEP_LEVELS]
-
-    def level_sweep() -> str:
-        from daian.config import TrainConfig
-        from daian.train import train_parallel
-        from intent_labels import label_intents
-        _fresh(sweep)
-        tasks = []
-        for n in SWEEP_LEVELS:
-            label_intents(world, store, sweep / f"n{n}" / "labels", levels=n, train_days=7,
-                          show_progress_bar=False)
-            config = TrainConfig(data=sweep / f"n{n}" / "labels", store=store, run=sweep / f"n{n}" / "daian",
-                                 model="daian", **recipe)
-            tasks += [(config, seed, config.run if len(seeds) == 1 else config.run / f"seed-{seed}")
-                      for seed in seeds]
-        results = train_parallel(tasks, args.jobs)
-        lines = []
-        for (config, seed, _), result in zip(tasks, results):
-            lines.append(f"  n={config.data.parent.name[1:]} seed {seed}: DAIAN AUC {result['ctr']['auc']:.4f}"
-                         f"  GAUC {result['ctr']['gauc']:.4f}")
+        # DAIAN on the other levels' labels trains in the same pool as the comparison
+        also = [TrainConfig(data=folder.parent / "labels", store=store, run=folder, model="daian", **recipe)
+                for _, folder in sweep_points[1:]]
+        out = compare(config, list(COMPARE), ablations=["daian"], jobs=args.jobs, also=also)
+        lines = [out["table"]]
+        for (n, _), result in zip(sweep_points[1:], out["also"]):
+            ctr = ({k: result["summary"][k]["mean"] for k in ("auc", "gauc")} if "summary" in result
+                   else result["ctr"])
+            lines.append(f"  level sweep n={n}: DAIAN AUC {ctr['auc']:.4f}  GAUC {ctr['gauc']:.4f}")
         return "\n".join(lines)
 
-    run_step("sweep", sweep, sweep_settings, force, level_sweep)
+    run_step("train", runs, train_settings, force, train)
 
     report = args.out / "report"
     report_settings = {**train_settings, "sweep": sorted(n for n, _ in sweep_points)}
@@ -182,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fresh(folder: Path) -> None:
     """Empty a step's output folder before a (re)run, so no stale run or figure survives."""
-    import shutil
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
