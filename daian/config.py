@@ -18,6 +18,7 @@ from typing import Any
 
 MODEL_NAMES = ("din", "dei2n", "daian")
 OPTIMIZERS = ("adagrad", "adam")
+LR_DECAYS = ("none", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -45,6 +46,7 @@ class TrainConfig:
     die_epochs: int = 1  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
     die_lr: float = 0.05  # DAIAN stage 2 learning rate
     uim_lr_factor: float = 0.1  # DAIAN stage 3: UIM learns at lr * this (the paper: "a smaller learning rate")
+    lr_decay: str = "none"  # none (constant rates, the papers') | linear (each stage's rates fall to 0 over its steps)
     init_bias: bool = True  # start the logit's bias at the train split's base-rate log-odds (not 0, i.e. CTR 50%)
     eval_batch_size: int = 16384  # rows per step when scoring the test split
     # --- data shaping
@@ -78,6 +80,8 @@ class TrainConfig:
             raise ValueError(f"seeds repeat a value: {list(self.seeds)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {list(LR_DECAYS)}, got {self.lr_decay!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("batch_size", "eval_batch_size", "max_hist", "max_subseq", "max_page",

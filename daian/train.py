@@ -309,6 +309,17 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def make_scheduler(optimizer, decay: str, total_steps: int):
+    """None for a constant rate; "linear": every group's rate falls linearly from its own value
+    to 0 over the stage's `total_steps` optimizer steps (one per batch)."""
+    if decay == "none":
+        return None
+    if decay == "linear":
+        steps = max(int(total_steps), 1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: max(0.0, 1.0 - k / steps))
+    raise ValueError(f"lr_decay must be 'none' or 'linear', got {decay!r}")
+
+
 @contextlib.contextmanager
 def _frozen_outside(model: nn.Module, stage: Stage, enabled: bool = True):
     """Within the block, parameters the stage does not train compute no gradient (DAIAN's stage 2
@@ -329,7 +340,7 @@ def _frozen_outside(model: nn.Module, stage: Stage, enabled: bool = True):
 
 
 def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
-              progress: bool) -> dict:
+              progress: bool, scheduler=None) -> dict:
     """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows."""
     model.train()
     totals: dict[str, torch.Tensor] = {}
@@ -346,6 +357,8 @@ def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *,
         model.zero_grad(set_to_none=True)  # parameters outside this stage carry no gradient forward
         accelerator.backward(loss)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         b = targets["label"].shape[0]
         rows += b
         for name, value in {"loss": loss.detach(), **parts}.items():
@@ -531,18 +544,22 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
                 continue
             done = state["epoch"] if index == saved else 0
         optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
+        scheduler = make_scheduler(optimizer, config.lr_decay, stage.epochs * len(loader))
         if done and state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
         for epoch in range(done, stage.epochs):
             sampler.set_epoch(epoch_offset + epoch)
             desc = f"{config.model} seed {seed} {stage.name} {epoch + 1}/{stage.epochs}"
             with _frozen_outside(model, stage, enabled=accelerator.num_processes == 1):
                 stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc,
-                                  progress=config.progress)
+                                  progress=config.progress, scheduler=scheduler)
             finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
             state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "finished": finished,
                      "history": state["history"] + [{"stage": stage.name, "epoch": epoch + 1, **stats}],
-                     "optimizer": optimizer.state_dict()}
+                     "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None}
             save_checkpoint(run_dir, trainer_state=state, **ckpt_args)
             log.info("%s: %s", desc, stats)
         epoch_offset += stage.epochs

@@ -226,6 +226,35 @@ def test_din_two_epochs_equal_one_then_resume(synthetic, bundle, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+def test_linear_decay_resumes_mid_stage(synthetic, bundle, tmp_path, monkeypatch):
+    """lr_decay=linear: rates fall to 0 over the stage, and a run killed between its epochs resumes
+    onto the same schedule (the scheduler state is in the checkpoint)."""
+    full = make_config(synthetic, tmp_path / "full", model="din", epochs=2, lr_decay="linear",
+                       optimizer="adam", lr=0.01)
+    T.train(full, bundle)
+    part = full.replace(run=tmp_path / "part")
+    real = T.run_epoch
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "run_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(part, bundle)
+    monkeypatch.setattr(T, "run_epoch", real)
+    T.train(part.replace(resume=True), bundle)
+    np.testing.assert_array_equal(_scores(full.run).column("score").to_numpy(),
+                                  _scores(part.run).column("score").to_numpy())
+    state = torch.load(full.run / "checkpoint" / "trainer_state.pt", weights_only=True)
+    steps = 2 * int(np.ceil(len(bundle.train) / full.batch_size))
+    assert state["scheduler"]["last_epoch"] == steps
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- leakage
 
 
