@@ -512,7 +512,9 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
              "optimizer": None}
     if resume_from is not None:
-        saved_model = json.loads((resume_from / "config.json").read_text())["model"]
+        # fields added since the checkpoint was written take their defaults
+        from daian.models.config import ModelConfig
+        saved_model = ModelConfig.from_dict(json.loads((resume_from / "config.json").read_text())["model"]).to_dict()
         if saved_model != model_config.to_dict():
             changed = sorted(k for k in saved_model if saved_model[k] != model_config.to_dict().get(k))
             raise ValueError(f"{resume_from}: the checkpoint's model differs from this configuration in "
