@@ -820,7 +820,8 @@ def _train_task(config: TrainConfig, seed: int, run_dir: Path, vocabs: Vocabular
     key = (str(config.data), str(config.store), str(config.dataset), config.max_hist, config.max_subseq,
            config.max_page, config.max_dt, config.price_buckets)
     if key not in _WORKER_BUNDLE:
-        _WORKER_BUNDLE.clear()
+        if len(_WORKER_BUNDLE) >= 3:  # a few datasets stay loaded (a comparison beside a level sweep)
+            _WORKER_BUNDLE.pop(next(iter(_WORKER_BUNDLE)))
         _WORKER_BUNDLE[key] = load_data(config.data, config.store, config.dataset, max_hist=config.max_hist,
                                         max_subseq=config.max_subseq, max_page=config.max_page,
                                         max_dt=config.max_dt, price_buckets=config.price_buckets,
