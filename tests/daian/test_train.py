@@ -187,14 +187,13 @@ def test_refuses_to_overwrite_a_run(daian_run, bundle):
 # ----------------------------------------------------------------------------- resume
 
 
-def test_resume_after_a_kill_matches_uninterrupted(daian_run, synthetic, bundle, tmp_path, monkeypatch):
-    config_a, _ = daian_run
-    config = make_config(synthetic, tmp_path / "run")
-    calls = {"n": 0}
+def _train_killed_after(config, bundle, monkeypatch, epochs: int) -> None:
+    """Train `config` in a process that dies (KeyboardInterrupt) after `epochs` finished epochs."""
     real = T.run_epoch
+    calls = {"n": 0}
 
-    def dying(*args, **kwargs):  # the process dies after its 2nd epoch (after stage 2)
-        if calls["n"] == 2:
+    def dying(*args, **kwargs):
+        if calls["n"] == epochs:
             raise KeyboardInterrupt
         calls["n"] += 1
         return real(*args, **kwargs)
@@ -203,6 +202,12 @@ def test_resume_after_a_kill_matches_uninterrupted(daian_run, synthetic, bundle,
     with pytest.raises(KeyboardInterrupt):
         T.train(config, bundle)
     monkeypatch.setattr(T, "run_epoch", real)
+
+
+def test_resume_after_a_kill_matches_uninterrupted(daian_run, synthetic, bundle, tmp_path, monkeypatch):
+    config_a, _ = daian_run
+    config = make_config(synthetic, tmp_path / "run")
+    _train_killed_after(config, bundle, monkeypatch, epochs=2)  # dies after stage 2
     meta = json.loads((config.run / "checkpoint" / "config.json").read_text())
     assert meta["progress"]["stage"] == "die" and not (config.run / "metrics.json").exists()
     with pytest.raises(ValueError, match="mlp_hidden"):  # resuming with another architecture
@@ -233,19 +238,7 @@ def test_linear_decay_resumes_mid_stage(synthetic, bundle, tmp_path, monkeypatch
                        optimizer="adam", lr=0.01)
     T.train(full, bundle)
     part = full.replace(run=tmp_path / "part")
-    real = T.run_epoch
-    calls = {"n": 0}
-
-    def dying(*args, **kwargs):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(T, "run_epoch", dying)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(part, bundle)
-    monkeypatch.setattr(T, "run_epoch", real)
+    _train_killed_after(part, bundle, monkeypatch, epochs=1)
     T.train(part.replace(resume=True), bundle)
     np.testing.assert_array_equal(_scores(full.run).column("score").to_numpy(),
                                   _scores(part.run).column("score").to_numpy())
