@@ -652,7 +652,7 @@ def train(config: TrainConfig, bundle: DataBundle | None = None) -> dict:
     bundle = bundle if bundle is not None else load_bundle(config)
     if len(config.seeds) == 1:
         return train_seed(config, config.seeds[0], config.run, bundle)
-    per_seed = {s: train_seed(config, s, config.run / f"seed-{s}", bundle) for s in config.seeds}
+    per_seed = {seed: train_seed(config, seed, run_dir, bundle) for _, seed, run_dir in _seed_tasks(config)}
     if not _is_main_process():
         return {}
     return write_seed_summary(config, per_seed)

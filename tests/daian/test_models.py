@@ -96,6 +96,13 @@ def build(name, sizes, frozen, ablation=None, seed=0, **overrides):
     return build_model(config, sizes, frozen)
 
 
+def assert_same_output(a: ModelOutput, b: ModelOutput) -> None:
+    """Equal logits and (where there is one) equal intent predictions, up to float rounding."""
+    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
+    if a.intent_pred is not None:
+        torch.testing.assert_close(a.intent_pred, b.intent_pred, atol=1e-6, rtol=1e-5)
+
+
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -166,9 +173,7 @@ def test_padding_invariance(name, ablation, mode, sizes, frozen, batch):
     scrambled = scramble_padding(batch, sizes, seed=1)
     assert not torch.equal(scrambled["hist"], batch["hist"])
     a, b = model(batch), model(scrambled)
-    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
-    if a.intent_pred is not None:
-        torch.testing.assert_close(a.intent_pred, b.intent_pred, atol=1e-6, rtol=1e-5)
+    assert_same_output(a, b)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -182,9 +187,7 @@ def test_padding_width_invariance(name, sizes, frozen, batch):
     for key, extra in (("hist_mask", 3), ("mm_mask", 2), ("mm_vec", 2), ("cat_mask", 2), ("hist_dt", 3)):
         wide[key] = torch.cat([batch[key], torch.zeros(B, extra, dtype=batch[key].dtype)], dim=1)
     a, b = model(batch), model(wide)
-    torch.testing.assert_close(a.logit, b.logit, atol=1e-6, rtol=1e-5)
-    if a.intent_pred is not None:
-        torch.testing.assert_close(a.intent_pred, b.intent_pred, atol=1e-6, rtol=1e-5)
+    assert_same_output(a, b)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -64,24 +64,24 @@ def test_missing_prediction_column_names_file_and_column(world, tmp_path):
         read_predictions(run / "seed-1")
 
 
+def _set_value(path, column: str, row: int, value) -> None:
+    """Rewrite one cell of a Parquet file (the column keeps its type)."""
+    table = pq.read_table(path)
+    values = table.column(column).to_numpy().copy()
+    values[row] = value
+    pq.write_table(table.set_column(table.column_names.index(column), column, pa.array(values)), path)
+
+
 def test_score_outside_unit_interval_is_refused(world, tmp_path):
     run = _copy_run(world, tmp_path)
-    path = run / "seed-2" / "predictions.parquet"
-    table = pq.read_table(path)
-    score = table.column("score").to_numpy().copy()
-    score[3] = 1.5
-    pq.write_table(table.set_column(table.column_names.index("score"), "score", pa.array(score)), path)
+    _set_value(run / "seed-2" / "predictions.parquet", "score", 3, 1.5)
     with pytest.raises(ValueError, match=r"column 'score': 1 value\(s\) outside \[0, 1\]; first row\(s\) \[3\]"):
         read_predictions(run / "seed-2")
 
 
 def test_predictions_of_other_data_are_refused(world, tmp_path):
     run = _copy_run(world, tmp_path)
-    path = run / "seed-1" / "predictions.parquet"
-    table = pq.read_table(path)
-    ids = table.column("item_id").to_numpy().copy()
-    ids[0] = 99_999
-    pq.write_table(table.set_column(table.column_names.index("item_id"), "item_id", pa.array(ids)), path)
+    _set_value(run / "seed-1" / "predictions.parquet", "item_id", 0, 99_999)
     config = ReportConfig(runs=(run,), out=tmp_path / "out", data=world["labelled"], dataset=world["dataset"],
                           progress=False)
     with pytest.raises(ValueError, match="1 row\\(s\\) have no matching labelled test row; first at row 0 "
