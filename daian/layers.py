@@ -366,16 +366,23 @@ class MultiHeadTargetAttention(nn.Module):
 class MultiHeadSelfAttention(nn.Module):
     """Transformer self-attention block over a padded sequence: MHSA, dropout, residual, LayerNorm.
 
+    norm "post" (Vaswani et al.): y = LN(x + MHSA(x)); "pre" (Xiong et al. 2020):
+    y = x + MHSA(LN(x)), which keeps the residual path at the input's scale instead of rescaling
+    every output to unit variance (small-init embeddings stay small).
     forward(x (B, L, D), mask (B, L)) -> (B, L, D), zeros at padded positions. Padded keys get no
     attention; a row with no real position attends uniformly to its padding (so the kernel sees no
     empty row) and is zeroed afterwards.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    NORMS = ("post", "pre")
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, norm: str = "post") -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"self-attention dim {dim} is not divisible by {heads} heads")
-        self.heads, self.dim = heads, dim
+        if norm not in self.NORMS:
+            raise ValueError(f"self-attention norm must be one of {list(self.NORMS)}, got {norm!r}")
+        self.heads, self.dim, self.norm_position = heads, dim, norm
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.p_drop = dropout
@@ -385,11 +392,15 @@ class MultiHeadSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape
         mask = mask.to(torch.bool)
-        q, k, v = self.qkv(x).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        pre = self.norm_position == "pre"
+        h = self.norm(x) if pre else x
+        q, k, v = self.qkv(h).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         keep = mask | ~mask.any(dim=1, keepdim=True)  # empty rows: attend to all, zeroed below
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=keep[:, None, None, :],
             dropout_p=self.p_drop if self.training else 0.0)  # (B, H, L, dh)
         att = self.out(att.transpose(1, 2).reshape(b, l, d))
-        y = self.norm(x + self.dropout(att))
+        y = x + self.dropout(att)
+        if not pre:
+            y = self.norm(y)
         return y * mask.unsqueeze(-1).to(y.dtype)

@@ -25,14 +25,17 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "daian": ("no-uim", "no-die", "no-sein", "no-three-stage"),
 }
 
-# Paper defaults for the fields a user may leave at None.
+# Paper defaults for the fields a user may leave at None (where a paper is silent, ours, noted).
 PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "din": dict(mlp_hidden=(512, 256, 128), attention_hidden=(128,), attention_softmax=False,
-                heads=4, dropout=0.0),
+                heads=4, dropout=0.0, mhsa_norm="post"),
     "dei2n": dict(mlp_hidden=(200, 80), attention_hidden=(80, 40), attention_softmax=False,
-                  heads=2, dropout=0.1),
+                  heads=2, dropout=0.1, mhsa_norm="post"),
+    # Neither paper places the self-attention LayerNorm. DAIAN's explicit branch normalises
+    # before attending (pre): after it (post), the item vectors' small-init id parts are rescaled
+    # to unit variance, and in stage 2, where the ids stay at their initial values, that is noise.
     "daian": dict(mlp_hidden=(512, 256, 128), attention_hidden=(128,), attention_softmax=False,
-                  heads=4, dropout=0.0),
+                  heads=4, dropout=0.0, mhsa_norm="pre"),
 }
 
 _TUPLE_FIELDS = ("mlp_hidden", "attention_hidden", "ui2m_hidden", "interaction_hidden",
@@ -70,6 +73,7 @@ class ModelConfig:
     attention_dim: int = 128  # model width of multi-head attention (DAIAN: 128)
     heads: int | None = None  # heads of multi-head attention (DAIAN 4, DEI2N's MHSA 2)
     dropout: float | None = None  # dropout in MLPs and attention blocks (DEI2N 0.1)
+    mhsa_norm: str | None = None  # LayerNorm place in self-attention blocks: post | pre (papers silent; DEI2N post, DAIAN pre)
 
     # DEI2N
     ui2m_hidden: tuple[int, ...] = (72, 36)  # user instant interest MLP (paper 72-36)
@@ -125,6 +129,8 @@ class ModelConfig:
             value = getattr(self, key)
             if not value or any(not isinstance(h, int) or h < 1 for h in value):
                 raise ValueError(f"{key} must be a non-empty tuple of positive ints, got {value!r}")
+        if self.mhsa_norm not in ("post", "pre"):
+            raise ValueError(f"mhsa_norm must be 'post' or 'pre', got {self.mhsa_norm!r}")
         for key in ("mlp_activation", "attention_activation"):
             if getattr(self, key) not in ACTIVATIONS:
                 raise ValueError(f"{key} must be one of {list(ACTIVATIONS)}, "

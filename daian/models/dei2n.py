@@ -90,7 +90,7 @@ class DEI2N(nn.Module):
                 init_embedding(self.time, config.embedding_std)
                 self.mix = nn.Linear(d + dt, d)  # [E_b || E_t] -> d_model
                 ctx = dt
-            self.mhsa = MultiHeadSelfAttention(d, config.heads, drop)
+            self.mhsa = MultiHeadSelfAttention(d, config.heads, drop, norm=config.mhsa_norm)
             self.target_attention = TargetAttention(d, config.attention_hidden, act,
                                                     config.attention_softmax, ctx)
             self.trigger_attention = TargetAttention(d, config.attention_hidden, act,

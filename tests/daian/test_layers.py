@@ -262,15 +262,25 @@ def test_multi_head_target_attention_matches_naive(seq):
     np.testing.assert_allclose(np_(out[0]), np_(mhta.o_proj.bias), atol=1e-12)  # empty row
 
 
-def test_multi_head_self_attention_matches_naive(seq):
+def _np_layer_norm(x, ln):
+    y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + ln.eps)
+    return y * np_(ln.weight) + np_(ln.bias)
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_multi_head_self_attention_matches_naive(seq, norm):
     _, keys, mask = seq
     torch.manual_seed(6)
     heads = 2
-    mhsa = MultiHeadSelfAttention(D, heads).double().eval()
+    mhsa = MultiHeadSelfAttention(D, heads, norm=norm).double().eval()
+    with torch.no_grad():  # a non-trivial LayerNorm, so pre and post differ in its parameters too
+        mhsa.norm.weight.uniform_(0.5, 1.5)
+        mhsa.norm.bias.uniform_(-0.5, 0.5)
     out = mhsa(keys, mask)
     assert out.shape == (B, L, D)
     x, m = np_(keys), mask.numpy()
-    qkv = x @ np_(mhsa.qkv.weight).T + np_(mhsa.qkv.bias)
+    h = _np_layer_norm(x, mhsa.norm) if norm == "pre" else x
+    qkv = h @ np_(mhsa.qkv.weight).T + np_(mhsa.qkv.bias)
     q, k, v = qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:]
     dh = D // heads
     att = np.zeros_like(x)
@@ -281,8 +291,9 @@ def test_multi_head_self_attention_matches_naive(seq):
             a = np_softmax_masked(s, np.broadcast_to(m[b], (L, L)))
             att[b, :, sl] = a @ v[b, :, sl]
     y = x + att @ np_(mhsa.out.weight).T + np_(mhsa.out.bias)
-    y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + mhsa.norm.eps)
-    y = (y * np_(mhsa.norm.weight) + np_(mhsa.norm.bias)) * m[..., None]
+    if norm == "post":
+        y = _np_layer_norm(y, mhsa.norm)
+    y = y * m[..., None]
     np.testing.assert_allclose(np_(out), y, atol=1e-10)
     assert torch.isfinite(out).all() and (out[0] == 0).all() and (out[~mask] == 0).all()
     # Real positions ignore whatever sits at padded ones.
@@ -297,3 +308,5 @@ def test_attention_dims_must_divide_heads():
         MultiHeadTargetAttention(4, 4, att_dim=10, heads=4)
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadSelfAttention(10, 4)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        MultiHeadSelfAttention(8, 4, norm="sandwich")
