@@ -597,6 +597,13 @@ def _jsonable(x):
 # ----------------------------------------------------------------------------- entry points
 
 
+def _data_arguments(config: TrainConfig) -> dict:
+    """`load_data`'s arguments (vocabularies aside) as `config` sets them."""
+    return dict(data=config.data, store=config.store, dataset=config.dataset,
+                max_hist=config.max_hist, max_subseq=config.max_subseq, max_page=config.max_page,
+                max_dt=config.max_dt, price_buckets=config.price_buckets)
+
+
 def load_bundle(config: TrainConfig) -> DataBundle:
     """Read the data of `config` (reusing a checkpoint's vocabularies when resuming)."""
     vocabs = None
@@ -606,9 +613,7 @@ def load_bundle(config: TrainConfig) -> DataBundle:
             if ckpt is not None:
                 vocabs = Vocabularies.load(ckpt / "vocab.json")
                 break
-    return load_data(config.data, config.store, config.dataset, max_hist=config.max_hist,
-                     max_subseq=config.max_subseq, max_page=config.max_page, max_dt=config.max_dt,
-                     price_buckets=config.price_buckets, vocabs=vocabs)
+    return load_data(**_data_arguments(config), vocabs=vocabs)
 
 
 SUMMARY_KEYS = {"auc": ("ctr", "auc"), "gauc": ("ctr", "gauc"), "logloss": ("ctr", "logloss"),
@@ -817,15 +822,12 @@ _WORKER_BUNDLE: dict = {}
 
 def _train_task(config: TrainConfig, seed: int, run_dir: Path, vocabs: Vocabularies | None) -> dict:
     """One (run, seed) pair inside a worker process; the data is read once per process."""
-    key = (str(config.data), str(config.store), str(config.dataset), config.max_hist, config.max_subseq,
-           config.max_page, config.max_dt, config.price_buckets)
+    arguments = _data_arguments(config)
+    key = tuple((name, str(value)) for name, value in arguments.items())
     if key not in _WORKER_BUNDLE:
         if len(_WORKER_BUNDLE) >= 3:  # a few datasets stay loaded (a comparison beside a level sweep)
             _WORKER_BUNDLE.pop(next(iter(_WORKER_BUNDLE)))
-        _WORKER_BUNDLE[key] = load_data(config.data, config.store, config.dataset, max_hist=config.max_hist,
-                                        max_subseq=config.max_subseq, max_page=config.max_page,
-                                        max_dt=config.max_dt, price_buckets=config.price_buckets,
-                                        vocabs=vocabs)
+        _WORKER_BUNDLE[key] = load_data(**arguments, vocabs=vocabs)
     return train_seed(config, seed, run_dir, _WORKER_BUNDLE[key])
 
 
