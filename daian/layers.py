@@ -363,6 +363,9 @@ class MultiHeadTargetAttention(nn.Module):
         return self.o_proj(heads)
 
 
+SELF_ATTENTION_NORMS = ("post", "pre")  # where MultiHeadSelfAttention places its LayerNorm
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Transformer self-attention block over a padded sequence: MHSA, dropout, residual, LayerNorm.
 
@@ -374,14 +377,12 @@ class MultiHeadSelfAttention(nn.Module):
     empty row) and is zeroed afterwards.
     """
 
-    NORMS = ("post", "pre")
-
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, norm: str = "post") -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"self-attention dim {dim} is not divisible by {heads} heads")
-        if norm not in self.NORMS:
-            raise ValueError(f"self-attention norm must be one of {list(self.NORMS)}, got {norm!r}")
+        if norm not in SELF_ATTENTION_NORMS:
+            raise ValueError(f"self-attention norm must be one of {list(SELF_ATTENTION_NORMS)}, got {norm!r}")
         self.heads, self.dim, self.norm_position = heads, dim, norm
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)

@@ -512,7 +512,7 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
              "optimizer": None}
     if resume_from is not None:
-        # fields added since the checkpoint was written take their defaults
+        # fields added since the checkpoint was written take the values models had then (ModelConfig.from_dict)
         from daian.models.config import ModelConfig
         saved_model = ModelConfig.from_dict(json.loads((resume_from / "config.json").read_text())["model"]).to_dict()
         if saved_model != model_config.to_dict():

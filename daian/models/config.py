@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from daian.layers import ACTIVATIONS
+from daian.layers import ACTIVATIONS, SELF_ATTENTION_NORMS
 from daian.models.base import ITEM_FIELDS
 
 MODEL_NAMES = ("din", "dei2n", "daian")
@@ -37,6 +37,10 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "daian": dict(mlp_hidden=(512, 256, 128), attention_hidden=(128,), attention_softmax=False,
                   heads=4, dropout=0.0, mhsa_norm="pre"),
 }
+
+# Fields added after checkpoints were first written, with the value every model was built with
+# before the field existed: a saved config without the key gets that value, not today's default.
+_BEFORE_FIELD: dict[str, Any] = {"mhsa_norm": "post"}
 
 _TUPLE_FIELDS = ("mlp_hidden", "attention_hidden", "ui2m_hidden", "interaction_hidden",
                  "uim_hidden", "i2e_hidden", "shift_hidden", "sim_range")
@@ -129,8 +133,8 @@ class ModelConfig:
             value = getattr(self, key)
             if not value or any(not isinstance(h, int) or h < 1 for h in value):
                 raise ValueError(f"{key} must be a non-empty tuple of positive ints, got {value!r}")
-        if self.mhsa_norm not in ("post", "pre"):
-            raise ValueError(f"mhsa_norm must be 'post' or 'pre', got {self.mhsa_norm!r}")
+        if self.mhsa_norm not in SELF_ATTENTION_NORMS:
+            raise ValueError(f"mhsa_norm must be one of {list(SELF_ATTENTION_NORMS)}, got {self.mhsa_norm!r}")
         for key in ("mlp_activation", "attention_activation"):
             if getattr(self, key) not in ACTIVATIONS:
                 raise ValueError(f"{key} must be one of {list(ACTIVATIONS)}, "
@@ -161,9 +165,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Build from a dict (e.g. a config.json); unknown keys are an error."""
+        """Build from a saved dict (a checkpoint's config.json); unknown keys are an error. A key
+        the dict lacks because it was saved before the field existed takes the value models had
+        then (`_BEFORE_FIELD`), so an old checkpoint is rebuilt as it was trained."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig keys {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return cls(**{**_BEFORE_FIELD, **data})

@@ -305,6 +305,17 @@ def test_config_json_round_trip():
         ModelConfig.from_dict({**data, "layers": 3})
 
 
+def test_config_saved_before_mhsa_norm_keeps_post_norm():
+    # DAIAN now defaults to pre-LN; a checkpoint written before the field existed was post-LN.
+    assert ModelConfig(name="daian").mhsa_norm == "pre"
+    data = ModelConfig(name="daian").to_dict()
+    del data["mhsa_norm"]
+    assert ModelConfig.from_dict(data).mhsa_norm == "post"
+    assert ModelConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
+    with pytest.raises(ValueError, match="mhsa_norm must be one of"):
+        ModelConfig(name="daian", mhsa_norm="sandwich")
+
+
 def test_build_model_checks_sizes(sizes, frozen):
     with pytest.raises(ValueError, match="levels"):
         build_model(ModelConfig(name="din", levels=4), sizes)
