@@ -52,7 +52,8 @@ LABELLED_COLUMNS = (
     "trigger_target_sim",
 )
 FEATURE_KEYS = ("user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
-                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "target_vec", "mm_vec")
+                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "trigger_vec", "target_vec",
+                "hist_vec", "mm_vec")
 TARGET_KEYS = ("label", "intent", "has_intent", "intent_loo", "has_intent_loo")
 # Manifest keys under which label-intents may record the dataset folder it read.
 _DATASET_KEYS = ("dataset", "data", "data_dir", "dataset_dir")
@@ -328,7 +329,9 @@ class TIRDataset:
             "cat_mask": cat_rows != 0,
             "page": c["page"][idx].long(),
             "tt_sim": c["tt_sim"][idx],
+            "trigger_vec": self.item_vec[c["trigger_row"][idx].long()],
             "target_vec": self.item_vec[c["target_row"][idx].long()],
+            "hist_vec": self.item_vec[hist_rows],
             "mm_vec": self.item_vec[mm_rows],
         }
         targets = {key: c[key][idx] for key in TARGET_KEYS}
@@ -459,7 +462,7 @@ class DataBundle:
     test: TIRDataset
     vocabs: Vocabularies
     sizes: FeatureSizes
-    frozen_vectors: torch.Tensor  # (store rows + 2, d) float32, indexed by the target_vec / mm_vec features
+    frozen_vectors: torch.Tensor  # (store rows + 2, d) float32, indexed by the *_vec features
     manifest: dict  # the label-intents manifest
     dataset_dir: Path
     summary: dict  # row counts, CTR, coverage of the test split by the train vocabularies

@@ -20,7 +20,9 @@ Feature batch (dict of tensors; B batch, L history length, T subsequence length,
     cat_mask     (B, T)      bool
     page         (B,)        long   page number, clipped to max_page (1-based)
     tt_sim       (B,)        float  cosine of the trigger and target store vectors
-    target_vec   (B,)        long   row of the target's frozen store vector (0 pad, 1 not in the store)
+    trigger_vec  (B,)        long   row of the trigger's frozen store vector (0 pad, 1 not in the store)
+    target_vec   (B,)        long   row of the target's frozen store vector
+    hist_vec     (B, L)      long   rows of the behaviour sequence's frozen store vectors
     mm_vec       (B, T)      long   rows of the multimodal subsequence's frozen store vectors
 Targets (dict of tensors, training code only):
     label        (B,)        float  clicked (0/1)

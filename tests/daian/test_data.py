@@ -153,13 +153,17 @@ def test_frozen_vectors_follow_every_catalogue_item(bundle, synthetic):
     np.testing.assert_array_equal(v[f["target_vec"]].numpy(), expected)
     cold = f["target"][:, 0] == 1  # ids the train split never showed ...
     assert cold.any() and (v[f["target_vec"][cold]].norm(dim=1) > 0.99).all()  # ... keep their vector
+    np.testing.assert_array_equal(
+        v[f["trigger_vec"]].numpy(), np.asarray(store.vectors[store.rows_for(test.trigger_item_id.to_numpy())]))
     for b in range(len(test)):
-        seq = list(test.mm_subseq_item_ids[b])[:bundle.test.columns["mm_rows"].shape[1]]
-        n = len(seq)
-        assert f["mm_vec"][b, n:].eq(0).all()
-        if n:
-            np.testing.assert_array_equal(v[f["mm_vec"][b, :n]].numpy(),
-                                          np.asarray(store.vectors[store.rows_for(np.asarray(seq))]))
+        for key, column, rows in (("mm_vec", "mm_subseq_item_ids", "mm_rows"),
+                                  ("hist_vec", "hist_item_ids", "hist_rows")):
+            seq = list(test[column][b])[:bundle.test.columns[rows].shape[1]]
+            n = len(seq)
+            assert f[key][b, n:].eq(0).all()
+            if n:
+                np.testing.assert_array_equal(v[f[key][b, :n]].numpy(),
+                                              np.asarray(store.vectors[store.rows_for(np.asarray(seq))]))
     assert bundle.sizes.levels == 6 and bundle.sizes.max_page == 2
     assert bundle.sizes.item_fields == {
         "item": len(bundle.vocabs.item), "category": len(bundle.vocabs.category),

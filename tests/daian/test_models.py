@@ -11,12 +11,13 @@ import torch.nn.functional as F
 
 from daian.models import (ABLATIONS, ITEM_FIELDS, MODELS, FeatureSizes, ModelConfig, ModelOutput,
                           build_model)
-from daian.models.daian import norm_ratio_fusion
+from daian.models.daian import history_spread, norm_ratio_fusion
 from daian.models.dei2n import bucketise_dt, time_buckets
 
 B, L, T, N_LEVELS = 8, 7, 4, 6
 FEATURE_KEYS = {"user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
-                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "target_vec", "mm_vec"}
+                "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "trigger_vec", "target_vec",
+                "hist_vec", "mm_vec"}
 N_STORE = 70  # rows of the frozen store vectors (indexed by store row, not by item index)
 SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2, time_dim=4,
              ui2m_hidden=(6,), interaction_hidden=(8,), uim_hidden=(12,), i2e_hidden=(8,),
@@ -66,7 +67,9 @@ def make_batch(sizes: FeatureSizes, seed: int, b: int = B) -> dict[str, torch.Te
         cat_seq=items(b, T) * cm[..., None], cat_mask=cm,
         page=torch.randint(1, sizes.max_page + 1, (b,), generator=g),
         tt_sim=torch.rand(b, generator=g) * 2 - 1,
+        trigger_vec=torch.randint(2, N_STORE + 2, (b,), generator=g),
         target_vec=torch.randint(2, N_STORE + 2, (b,), generator=g),
+        hist_vec=torch.randint(2, N_STORE + 2, (b, L), generator=g) * hm,
         mm_vec=torch.randint(2, N_STORE + 2, (b, T), generator=g) * mm)
 
 
@@ -80,8 +83,9 @@ def scramble_padding(batch: dict[str, torch.Tensor], sizes: FeatureSizes, seed: 
         out[seq] = torch.where(batch[mask][..., None], batch[seq], noise)
     dt = torch.randint(1, sizes.max_dt + 2, batch["hist_dt"].shape, generator=g)
     out["hist_dt"] = torch.where(batch["hist_mask"], batch["hist_dt"], dt)
-    vec = torch.randint(2, N_STORE + 2, batch["mm_vec"].shape, generator=g)
-    out["mm_vec"] = torch.where(batch["mm_mask"], batch["mm_vec"], vec)
+    for key, mask in (("mm_vec", "mm_mask"), ("hist_vec", "hist_mask")):
+        vec = torch.randint(2, N_STORE + 2, batch[key].shape, generator=g)
+        out[key] = torch.where(batch[mask], batch[key], vec)
     return out
 
 
@@ -184,7 +188,8 @@ def test_padding_width_invariance(name, sizes, frozen, batch):
     for key, extra in (("hist", 3), ("mm_seq", 2), ("cat_seq", 2)):
         pad = torch.zeros(B, extra, len(ITEM_FIELDS), dtype=torch.long)
         wide[key] = torch.cat([batch[key], pad], dim=1)
-    for key, extra in (("hist_mask", 3), ("mm_mask", 2), ("mm_vec", 2), ("cat_mask", 2), ("hist_dt", 3)):
+    for key, extra in (("hist_mask", 3), ("hist_vec", 3), ("mm_mask", 2), ("mm_vec", 2), ("cat_mask", 2),
+                       ("hist_dt", 3)):
         wide[key] = torch.cat([batch[key], torch.zeros(B, extra, dtype=batch[key].dtype)], dim=1)
     a, b = model(batch), model(wide)
     assert_same_output(a, b)
@@ -305,12 +310,14 @@ def test_config_json_round_trip():
         ModelConfig.from_dict({**data, "layers": 3})
 
 
-def test_config_saved_before_mhsa_norm_keeps_post_norm():
-    # DAIAN now defaults to pre-LN; a checkpoint written before the field existed was post-LN.
-    assert ModelConfig(name="daian").mhsa_norm == "pre"
+def test_config_saved_before_a_field_keeps_the_old_behaviour():
+    # DAIAN now defaults to pre-LN and to UIM seeing the history's spread; a checkpoint written
+    # before those fields existed was post-LN, without the spread.
+    assert ModelConfig(name="daian").mhsa_norm == "pre" and ModelConfig(name="daian").uim_spread
     data = ModelConfig(name="daian").to_dict()
-    del data["mhsa_norm"]
+    del data["mhsa_norm"], data["uim_spread"]
     assert ModelConfig.from_dict(data).mhsa_norm == "post"
+    assert ModelConfig.from_dict(data).uim_spread is False
     assert ModelConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
     with pytest.raises(ValueError, match="mhsa_norm must be one of"):
         ModelConfig(name="daian", mhsa_norm="sandwich")
@@ -323,7 +330,7 @@ def test_build_model_checks_sizes(sizes, frozen):
         build_model(ModelConfig(name="daian"), sizes, frozen[0])
     with pytest.raises(ValueError, match="frozen item vectors"):
         build_model(ModelConfig(name="daian"), sizes, None)
-    build_model(ModelConfig(name="daian", mm_dim=0), sizes, None)  # no store branch: allowed
+    build_model(ModelConfig(name="daian", mm_dim=0, uim_spread=False), sizes, None)  # no store use: allowed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,6 +478,44 @@ def test_overfits_tiny_batch(name, sizes, frozen):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_history_spread_matches_numpy(sizes, frozen, batch):
+    """UIM's spread input: level shares of cos(history, trigger) over equal-width levels, and the
+    norm of the mean history vector, items without a store vector (rows 0, 1) left out."""
+    hist_vec = batch["hist_vec"].clone()
+    r = int(torch.nonzero(batch["hist_mask"].sum(1) >= 2)[0])
+    hist_vec[r, 0] = 1  # an item absent from the store
+    lo, hi = -0.5, 0.8
+    scrambled = torch.where(batch["hist_mask"], hist_vec, 5)  # real-looking rows under the padding
+    got = history_spread(frozen, batch["trigger_vec"], scrambled, batch["hist_mask"], (lo, hi),
+                         N_LEVELS).numpy()
+    v = frozen.numpy().astype(np.float64)
+    for b in range(B):
+        rows = [r for r in hist_vec[b].tolist() if r > 1]
+        want = np.zeros(N_LEVELS + 1)
+        if rows:
+            sims = v[rows] @ v[int(batch["trigger_vec"][b])]
+            edges = np.linspace(lo, hi, N_LEVELS + 1)
+            levels = np.clip(np.searchsorted(edges, sims, side="right") - 1, 0, N_LEVELS - 1)
+            want[:N_LEVELS] = np.bincount(levels, minlength=N_LEVELS) / len(rows)
+            want[N_LEVELS] = np.linalg.norm(v[rows].mean(axis=0))
+        np.testing.assert_allclose(got[b], want, atol=1e-5)
+    assert got[0].sum() == 0  # row 0 has no history
+    assert np.isclose(got[r, :N_LEVELS].sum(), 1.0)
+
+
+def test_uim_spread_switch(sizes, frozen, batch):
+    """UIM reads the history's store vectors only with uim_spread (the default)."""
+    changed = dict(batch, hist_vec=(batch["hist_vec"] % N_STORE + 2) * batch["hist_mask"])
+    spread = build("daian", sizes, frozen).eval()
+    assert not torch.allclose(spread.predict_intent(batch), spread.predict_intent(changed))
+    plain = build("daian", sizes, frozen, uim_spread=False).eval()
+    torch.testing.assert_close(plain.predict_intent(batch), plain.predict_intent(changed))
+    assert n_params(spread) == n_params(plain) + (N_LEVELS + 1) * SMALL["uim_hidden"][0]
+    with pytest.raises(ValueError, match="frozen item vectors"):
+        build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0}), sizes, None)
+    build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0, "uim_spread": False}), sizes, None)
 
 
 def test_uim_ids_switch(sizes, frozen, batch):
