@@ -280,7 +280,7 @@ def load_checkpoint(path: str | Path, store: str | Path | None = None, device: s
     """A checkpoint folder -> (model in eval mode, Vocabularies, config.json dict).
 
     The frozen store vectors are read from the embedding store (`store`, default the one the run
-    trained with); features index them by store row (`target_vec`, `mm_vec`).
+    trained with); features index them by store row (the `*_vec` features).
     """
     from daian.data import frozen_item_vectors
     from daian.models import build_model
