@@ -111,8 +111,10 @@ def history_spread(frozen: torch.Tensor, trigger_vec: torch.Tensor, hist_vec: to
                    hist_mask: torch.Tensor, sim_range: tuple[float, float], levels: int) -> torch.Tensor:
     """(B, levels + 1): the share of the history in each similarity level around the trigger, and
     the concentration |mean of the history's store vectors| (1 when every item is the same, near 0
-    for a scattered history). Padding and items without a store vector (rows 0 and 1) are left
-    out; a history with none gives zeros."""
+    for a scattered history). The levels cut sim_range into equal parts; train-daian sets
+    sim_range to the labels' outer bin edges, so with label-intents' equal-width edges they are
+    the intent levels. Padding and items
+    without a store vector (rows 0 and 1) are left out; a history with none gives zeros."""
     v_tr = frozen[trigger_vec]  # (B, D)
     v_h = frozen[hist_vec]  # (B, L, D)
     mask = (hist_mask & (hist_vec > 1)).to(v_h.dtype)  # (B, L)
@@ -157,8 +159,9 @@ class UserIntentModel(nn.Module):
         if self.config.uim_spread:
             if frozen is None:
                 raise ValueError("UIM with uim_spread needs the store's frozen item vectors")
-            parts.append(history_spread(frozen, features["trigger_vec"], features["hist_vec"],
-                                        features["hist_mask"], self.config.sim_range, self.config.levels).to(pooled.dtype))
+            spread = history_spread(frozen, features["trigger_vec"], features["hist_vec"],
+                                    features["hist_mask"], self.config.sim_range, self.config.levels)
+            parts.append(spread.to(pooled.dtype))
         return torch.softmax(self.mlp(torch.cat(parts, dim=-1)), dim=-1)  # (B, n)
 
 
