@@ -113,8 +113,8 @@ def history_spread(frozen: torch.Tensor, trigger_vec: torch.Tensor, hist_vec: to
     the concentration |mean of the history's store vectors| (1 when every item is the same, near 0
     for a scattered history). The levels cut sim_range into equal parts; train-daian sets
     sim_range to the labels' outer bin edges, so with label-intents' equal-width edges they are
-    the intent levels. Padding and items
-    without a store vector (rows 0 and 1) are left out; a history with none gives zeros."""
+    the intent levels. Padding and items without a store vector (rows 0 and 1) are left out; a
+    history with none gives zeros."""
     v_tr = frozen[trigger_vec]  # (B, D)
     v_h = frozen[hist_vec]  # (B, L, D)
     mask = (hist_mask & (hist_vec > 1)).to(v_h.dtype)  # (B, L)
