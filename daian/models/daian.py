@@ -188,12 +188,12 @@ class DAIAN(nn.Module):
         # The frozen store vectors feed the explicit-intent branch (mm_dim > 0) and UIM's view of
         # how the history spreads around the trigger (uim_spread).
         self.use_mm = self.use_die and config.mm_dim > 0
-        if self.use_mm or (self.use_uim and config.uim_spread):
-            if frozen_vectors is None:
-                raise ValueError("DAIAN needs the store's frozen item vectors for its explicit-intent "
-                                 "branch and its UIM (or set mm_dim=0 and uim_spread=False)")
-            self.register_buffer("frozen_vectors", frozen_vectors.detach().float().clone(),
-                                 persistent=False)
+        needs_store = self.use_mm or (self.use_uim and config.uim_spread)
+        if needs_store and frozen_vectors is None:
+            raise ValueError("DAIAN needs the store's frozen item vectors for its explicit-intent "
+                             "branch and its UIM (or set mm_dim=0 and uim_spread=False)")
+        self.register_buffer("frozen_vectors", frozen_vectors.detach().float().clone() if needs_store else None,
+                             persistent=False)
 
         if self.use_uim:
             self.uim = UserIntentModel(config, sizes)
@@ -262,14 +262,14 @@ class DAIAN(nn.Module):
         """UIM's p_hat (B, n) alone, without the CTR network (stage 1 needs nothing else)."""
         if not self.use_uim:
             raise ValueError("DAIAN without UIM (ablation no-uim) predicts no intent")
-        return self.uim(features, getattr(self, "frozen_vectors", None))
+        return self.uim(features, self.frozen_vectors)
 
     def _intent(self, features: dict[str, torch.Tensor],
                 intent_override: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         """(p_hat, p used downstream): p is the override where a row has one, else p_hat."""
         if not self.use_uim:
             return None, None
-        p_hat = self.uim(features, getattr(self, "frozen_vectors", None))
+        p_hat = self.uim(features, self.frozen_vectors)
         if intent_override is None:
             return p_hat, p_hat
         override = intent_override.to(p_hat.dtype)
