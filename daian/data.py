@@ -51,9 +51,11 @@ LABELLED_COLUMNS = (
     "has_intent", "hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids",
     "trigger_target_sim",
 )
+# Read when present: the request time, which orders a user's requests for `past_intent`.
+OPTIONAL_COLUMNS = ("ts",)
 FEATURE_KEYS = ("user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
                 "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "trigger_vec", "target_vec",
-                "hist_vec", "mm_vec")
+                "hist_vec", "mm_vec", "past_intent", "past_count")
 TARGET_KEYS = ("label", "intent", "has_intent", "intent_loo", "has_intent_loo")
 # Manifest keys under which label-intents may record the dataset folder it read.
 _DATASET_KEYS = ("dataset", "data", "data_dir", "dataset_dir")
@@ -81,7 +83,8 @@ def read_labelled(data: Path, split: str) -> pa.Table:
     missing = [c for c in LABELLED_COLUMNS if c not in schema.names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {schema.names}")
-    table = pq.read_table(path, columns=list(LABELLED_COLUMNS))
+    table = pq.read_table(path, columns=list(LABELLED_COLUMNS)
+                          + [c for c in OPTIONAL_COLUMNS if c in schema.names])
     for name in ("hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids", "intent"):
         t = table.schema.field(name).type
         if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
@@ -333,6 +336,8 @@ class TIRDataset:
             "target_vec": self.item_vec[c["target_row"][idx].long()],
             "hist_vec": self.item_vec[hist_rows],
             "mm_vec": self.item_vec[mm_rows],
+            "past_intent": c["past_intent"][idx],
+            "past_count": c["past_count"][idx],
         }
         targets = {key: c[key][idx] for key in TARGET_KEYS}
         return features, targets
@@ -407,6 +412,9 @@ def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, us
             request_id, clicked.astype(np.int64), cols["intent"], has_intent, sim, bin_edges)
     else:
         cols["intent_loo"], cols["has_intent_loo"] = np.zeros_like(cols["intent"]), np.zeros(n, bool)
+    # No earlier requests until `attach_past_intent` says otherwise (load_data does, from train).
+    cols["past_intent"] = np.zeros((n, levels), np.float32)
+    cols["past_count"] = np.zeros(n, np.float32)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cols.items()}
     meta = {
         "request_id": request_id,
@@ -414,6 +422,8 @@ def tensorise(table: pa.Table, vocabs: Vocabularies, item_table: LookupTable, us
         "item_id": table.column("item_id").to_numpy().astype(np.int64),
         "clicked": clicked.astype(np.int8),
     }
+    if "ts" in table.column_names:
+        meta["ts"] = _np(table.column("ts"), "ts", source).astype(np.int64)
     return TIRDataset(tensors, torch.from_numpy(item_table.fields), torch.from_numpy(user_table.fields),
                       torch.from_numpy(np.asarray(item_vec, dtype=np.int64)), meta)
 
@@ -449,6 +459,58 @@ def leave_one_out_intent(request_id: np.ndarray, clicked: np.ndarray, intent: np
     has = ok & (rest > 0)
     out = np.where(has[:, None], whole / np.maximum(rest, 1)[:, None], 0.0).astype(np.float32)
     return out, has
+
+
+def past_intent(user_id: np.ndarray, ts: np.ndarray, pool_user: np.ndarray, pool_ts: np.ndarray,
+                pool_intent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mean intent over its user's pooled requests that started strictly before it.
+
+    `pool_*` hold one entry per labelled request (user, start time, intent p). Returns (mean p
+    (N, n) float32, zeros where there is none; number of such requests (N,) float32). Vectorised:
+    the pool is sorted by (user, time) and cumulated, and each row finds its cut by a binary search
+    on a combined (user, time) key.
+    """
+    n = pool_intent.shape[1]
+    if not len(user_id) or not len(pool_user):
+        return np.zeros((len(user_id), n), np.float32), np.zeros(len(user_id), np.float32)
+    users, inv = np.unique(np.concatenate([pool_user, user_id]), return_inverse=True)
+    times, tinv = np.unique(np.concatenate([pool_ts, ts]), return_inverse=True)
+    key = inv.astype(np.int64) * (len(times) + 1) + tinv  # orders by user, then time
+    pool_key, row_key = key[:len(pool_user)], key[len(pool_user):]
+    order = np.argsort(pool_key, kind="stable")
+    pool_key = pool_key[order]
+    cum = np.vstack([np.zeros((1, n)), np.cumsum(pool_intent[order].astype(np.float64), axis=0)])
+    row_user = inv[len(pool_user):].astype(np.int64)
+    start = np.searchsorted(pool_key, row_user * (len(times) + 1), side="left")  # the user's first
+    stop = np.searchsorted(pool_key, row_key, side="left")  # the user's first at or after the row
+    count = stop - start
+    total = cum[stop] - cum[start]
+    mean = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], 0.0)
+    return mean.astype(np.float32), count.astype(np.float32)
+
+
+def attach_past_intent(pool: TIRDataset, *datasets: TIRDataset) -> bool:
+    """Set `past_intent` / `past_count` of each dataset from `pool`'s labelled requests.
+
+    The pool is the train split: a train row sees its user's earlier train requests, a test row all
+    of its user's train requests (the test split follows them in time) and never another test
+    request's clicks, so nothing of an evaluated request's clicks reaches the model. Without a `ts`
+    column in the pool and the dataset the features stay zero; returns whether they were set.
+    """
+    if "ts" not in pool.meta or any("ts" not in ds.meta for ds in datasets):
+        log.warning("labelled data without a 'ts' column: past_intent (UIM's view of the user's "
+                    "earlier requests) stays zero")
+        return False
+    labelled = pool.columns["has_intent"].numpy()
+    _, first = np.unique(pool.meta["request_id"], return_index=True)
+    first = first[labelled[first]]
+    p_user, p_ts = pool.meta["user_id"][first], pool.meta["ts"][first]
+    p_int = pool.columns["intent"].numpy()[first]
+    for ds in datasets:
+        mean, count = past_intent(ds.meta["user_id"], ds.meta["ts"], p_user, p_ts, p_int)
+        ds.columns["past_intent"] = torch.from_numpy(mean)
+        ds.columns["past_count"] = torch.from_numpy(count)
+    return True
 
 
 # ----------------------------------------------------------------------------- loading
@@ -495,6 +557,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
                          source=str(labelled_path(data, split)))
         for split in SPLITS
     }
+    has_past = attach_past_intent(splits["train"], splits["train"], splits["test"])
     user_type = read_user_types(dataset_dir)
     if user_type is not None:
         for ds in splits.values():
@@ -520,6 +583,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
         "dataset": str(dataset_dir),
         "catalogue_items_missing_from_store": store_misses,
         "store_dim": emb_store.dim,
+        "past_intent": has_past,
     }
     return DataBundle(splits["train"], test, vocabs, sizes, frozen, manifest, dataset_dir, summary)
 

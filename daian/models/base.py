@@ -4,7 +4,8 @@ A model sees only `features` (the inputs a serving system has when the request a
 label and the ground-truth intent (posterior information, built from the request's own clicks) travel
 in a separate `targets` dict that only the training code reads; a stage that needs the true intent
 inside the forward pass (DAIAN stage 2) passes it explicitly as `intent_override`. So nothing derived
-from an evaluated request's clicks can reach a model at evaluation time.
+from an evaluated request's clicks can reach a model at evaluation time. (`past_intent` is built
+from the clicks of *earlier training* requests only, never from a request of the evaluated split.)
 
 Feature batch (dict of tensors; B batch, L history length, T subsequence length, F item fields):
     user         (B,)        long   user index (0 pad, 1 unknown)
@@ -24,6 +25,9 @@ Feature batch (dict of tensors; B batch, L history length, T subsequence length,
     target_vec   (B,)        long   row of the target's frozen store vector
     hist_vec     (B, L)      long   rows of the behaviour sequence's frozen store vectors
     mm_vec       (B, T)      long   rows of the multimodal subsequence's frozen store vectors
+    past_intent  (B, n)      float  mean ground-truth intent of the user's earlier *training* requests
+                                    (zeros without any; `daian.data.attach_past_intent`)
+    past_count   (B,)        float  how many such requests
 Targets (dict of tensors, training code only):
     label        (B,)        float  clicked (0/1)
     intent       (B, n)      float  ground-truth intent distribution (zeros where has_intent is False)

@@ -303,3 +303,46 @@ def test_leave_one_out_intent_matches_pandas(synthetic):
     # the row's own label never shows: for a clicked row, its level's share falls by one click
     clicked = df.clicked.to_numpy() == 1
     assert (loo[clicked & has].sum(axis=1) == pytest.approx(1.0))
+
+
+def test_past_intent_matches_pandas(bundle, synthetic):
+    """UIM's view of the user's earlier requests: the mean intent of the same user's labelled
+    *training* requests that started strictly before the row's request, and their number."""
+    train = pd.read_parquet(synthetic["labelled"] / "train.parquet")
+    pool = train[train.has_intent].drop_duplicates("request_id")
+    checked = 0
+    for split, ds in (("train", bundle.train), ("test", bundle.test)):
+        df = pd.read_parquet(synthetic["labelled"] / f"{split}.parquet")
+        mean, count = ds.columns["past_intent"].numpy(), ds.columns["past_count"].numpy()
+        for i, row in df.iterrows():
+            earlier = pool[(pool.user_id == row.user_id) & (pool.ts < row.ts)]
+            assert count[i] == len(earlier)
+            expected = np.stack(earlier.intent.to_numpy()).mean(0) if len(earlier) else np.zeros(6)
+            np.testing.assert_allclose(mean[i], expected, atol=1e-6)
+            checked += len(earlier) > 0
+    assert checked > 100
+    # the batch hands them over as features
+    features, _ = bundle.test[torch.arange(5)]
+    assert torch.equal(features["past_intent"], bundle.test.columns["past_intent"][:5])
+
+
+def test_past_intent_ignores_the_evaluated_split_and_needs_ts(synthetic, tmp_path, caplog):
+    """Test rows pool train requests only: scrambling the test split's clicks and intents leaves
+    them unchanged. Without a ts column they stay zero, with a warning."""
+    def scramble(t):
+        perm = pa.array(np.random.default_rng(3).permutation(t.num_rows))
+        for name in ("clicked", "intent", "has_intent"):
+            t = t.set_column(t.schema.get_field_index(name), name, t.column(name).take(perm))
+        return t
+
+    base = load_data(synthetic["labelled"], synthetic["store"], synthetic["dataset"], **CAPS)
+    data = _rewrite(synthetic, tmp_path / "a", "test", scramble)
+    other = load_data(data, synthetic["store"], synthetic["dataset"], **CAPS)
+    for key in ("past_intent", "past_count"):
+        assert torch.equal(base.test.columns[key], other.test.columns[key])
+    assert base.test.columns["past_count"].max() > 0
+    data = _rewrite(synthetic, tmp_path / "b", "train", lambda t: t.drop_columns(["ts"]))
+    with caplog.at_level("WARNING", logger="daian.data"):
+        bare = load_data(data, synthetic["store"], synthetic["dataset"], **CAPS)
+    assert "past_intent" in caplog.text and not bare.summary["past_intent"]
+    assert (bare.train.columns["past_count"] == 0).all() and (bare.test.columns["past_intent"] == 0).all()
