@@ -40,7 +40,7 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # Fields added after checkpoints were first written, with the value every model was built with
 # before the field existed: a saved config without the key gets that value, not today's default.
-_BEFORE_FIELD: dict[str, Any] = {"mhsa_norm": "post", "uim_spread": False}
+_BEFORE_FIELD: dict[str, Any] = {"mhsa_norm": "post", "uim_spread": False, "uim_past": False}
 
 _TUPLE_FIELDS = ("mlp_hidden", "attention_hidden", "ui2m_hidden", "interaction_hidden",
                  "uim_hidden", "i2e_hidden", "shift_hidden", "sim_range")
@@ -87,6 +87,7 @@ class ModelConfig:
     uim_hidden: tuple[int, ...] = (256, 128)  # user intent MLP (paper silent)
     uim_ids: bool = False  # UIM embeds user and item ids too (the paper's inputs; they overfit)
     uim_spread: bool = True  # UIM sees how the history spreads over the intent levels around the trigger (store vectors)
+    uim_past: bool = True  # UIM sees the mean intent of the user's earlier training requests and their number
     i2e_hidden: tuple[int, ...] = (128,)  # f(e_tr, p_hat) -> intent-based query (paper silent)
     sim_bins: int = 20  # buckets of the trigger-target cosine in the hybrid enhancer
     sim_range: tuple[float, float] = (-1.0, 1.0)  # range the buckets cover (clipped outside)

@@ -17,7 +17,7 @@ from daian.models.dei2n import bucketise_dt, time_buckets
 B, L, T, N_LEVELS = 8, 7, 4, 6
 FEATURE_KEYS = {"user", "user_profile", "trigger", "target", "hist", "hist_mask", "hist_dt",
                 "mm_seq", "mm_mask", "cat_seq", "cat_mask", "page", "tt_sim", "trigger_vec", "target_vec",
-                "hist_vec", "mm_vec"}
+                "hist_vec", "mm_vec", "past_intent", "past_count"}
 N_STORE = 70  # rows of the frozen store vectors (indexed by store row, not by item index)
 SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2, time_dim=4,
              ui2m_hidden=(6,), interaction_hidden=(8,), uim_hidden=(12,), i2e_hidden=(8,),
@@ -70,7 +70,9 @@ def make_batch(sizes: FeatureSizes, seed: int, b: int = B) -> dict[str, torch.Te
         trigger_vec=torch.randint(2, N_STORE + 2, (b,), generator=g),
         target_vec=torch.randint(2, N_STORE + 2, (b,), generator=g),
         hist_vec=torch.randint(2, N_STORE + 2, (b, L), generator=g) * hm,
-        mm_vec=torch.randint(2, N_STORE + 2, (b, T), generator=g) * mm)
+        mm_vec=torch.randint(2, N_STORE + 2, (b, T), generator=g) * mm,
+        past_intent=F.normalize(torch.rand(b, N_LEVELS, generator=g), p=1, dim=1),
+        past_count=torch.randint(0, 4, (b,), generator=g).float())
 
 
 def scramble_padding(batch: dict[str, torch.Tensor], sizes: FeatureSizes, seed: int):
@@ -311,13 +313,15 @@ def test_config_json_round_trip():
 
 
 def test_config_saved_before_a_field_keeps_the_old_behaviour():
-    # DAIAN now defaults to pre-LN and to UIM seeing the history's spread; a checkpoint written
-    # before those fields existed was post-LN, without the spread.
-    assert ModelConfig(name="daian").mhsa_norm == "pre" and ModelConfig(name="daian").uim_spread
-    data = ModelConfig(name="daian").to_dict()
-    del data["mhsa_norm"], data["uim_spread"]
+    # DAIAN now defaults to pre-LN and to UIM seeing the history's spread and the user's earlier
+    # requests; a checkpoint written before those fields existed was post-LN, without either.
+    new = ModelConfig(name="daian")
+    assert new.mhsa_norm == "pre" and new.uim_spread and new.uim_past
+    data = new.to_dict()
+    del data["mhsa_norm"], data["uim_spread"], data["uim_past"]
     assert ModelConfig.from_dict(data).mhsa_norm == "post"
     assert ModelConfig.from_dict(data).uim_spread is False
+    assert ModelConfig.from_dict(data).uim_past is False
     assert ModelConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
     with pytest.raises(ValueError, match="mhsa_norm must be one of"):
         ModelConfig(name="daian", mhsa_norm="sandwich")
@@ -516,6 +520,16 @@ def test_uim_spread_switch(sizes, frozen, batch):
     with pytest.raises(ValueError, match="frozen item vectors"):
         build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0}), sizes, None)
     build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0, "uim_spread": False}), sizes, None)
+
+
+def test_uim_past_switch(sizes, frozen, batch):
+    """UIM reads the user's earlier requests' intent only with uim_past."""
+    changed = dict(batch, past_intent=batch["past_intent"].flip(0), past_count=batch["past_count"] + 2)
+    past = build("daian", sizes, frozen).eval()
+    assert not torch.allclose(past.predict_intent(batch), past.predict_intent(changed))
+    plain = build("daian", sizes, frozen, uim_past=False).eval()
+    torch.testing.assert_close(plain.predict_intent(batch), plain.predict_intent(changed))
+    assert n_params(past) == n_params(plain) + (N_LEVELS + 1) * SMALL["uim_hidden"][0]
 
 
 def test_uim_ids_switch(sizes, frozen, batch):
