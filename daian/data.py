@@ -473,7 +473,7 @@ def past_intent(user_id: np.ndarray, ts: np.ndarray, pool_user: np.ndarray, pool
     n = pool_intent.shape[1]
     if not len(user_id) or not len(pool_user):
         return np.zeros((len(user_id), n), np.float32), np.zeros(len(user_id), np.float32)
-    users, inv = np.unique(np.concatenate([pool_user, user_id]), return_inverse=True)
+    _, inv = np.unique(np.concatenate([pool_user, user_id]), return_inverse=True)
     times, tinv = np.unique(np.concatenate([pool_ts, ts]), return_inverse=True)
     key = inv.astype(np.int64) * (len(times) + 1) + tinv  # orders by user, then time
     pool_key, row_key = key[:len(pool_user)], key[len(pool_user):]
