@@ -27,12 +27,13 @@ The paper's equations were lost in extraction; where our reading fills a gap:
   the user's profile; the intent the user showed before is the most direct part of that profile.
   On the demo world it raised GAUC on each of eight seeds (mean 0.6467 -> 0.6509) and AUC on
   average (0.7011 -> 0.7040: up on five seeds, level on one, down by at most 0.003 on two).
-  UIM's tables are its own: the paper says the intent and CTR networks share no parameters. The paper also lists the user id and item ids among UIM's
-  inputs; by default we leave them out (`uim_ids=False`, True restores them): labels exist only
-  for requests with a click, all impressions of a request share one, and id embeddings memorise
-  them. On the demo world (about 12k labelled training requests) UIM with ids predicted the test
-  requests' intent worse than a constant (mean per-request JS 0.34 vs 0.31 on specific-intent
-  users) and without ids better (0.29).
+  UIM's tables are its own: the paper says the intent and CTR networks share no parameters.
+  The paper also lists the user id and item ids among UIM's inputs; by default we leave them out
+  (`uim_ids=False`, True restores them): labels exist only for requests with a click, all
+  impressions of a request share one, and id embeddings memorise them. On the demo world (about
+  12k labelled training requests) UIM with ids predicted the test requests' intent worse than a
+  constant (mean per-request JS 0.34 vs 0.31 on specific-intent users) and without ids better
+  (0.29).
 - f in I2E is an MLP on [e_tr, p_hat]; MHTA is standard multi-head attention with a masked
   softmax (128 units, 4 heads, as the paper's implementation details).
 - Explicit intent: the subsequence items and the target are embedded as id || side info || a
@@ -202,8 +203,8 @@ class DAIAN(nn.Module):
         if needs_store and frozen_vectors is None:
             raise ValueError("DAIAN needs the store's frozen item vectors for its explicit-intent "
                              "branch and its UIM (or set mm_dim=0 and uim_spread=False)")
-        self.register_buffer("frozen_vectors", frozen_vectors.detach().float().clone() if needs_store else None,
-                             persistent=False)
+        kept = frozen_vectors.detach().float().clone() if needs_store else None
+        self.register_buffer("frozen_vectors", kept, persistent=False)
 
         if self.use_uim:
             self.uim = UserIntentModel(config, sizes)
