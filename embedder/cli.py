@@ -14,6 +14,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="store folder to write (embeddings.npy, item_ids.npy, manifest.json)")
     p.add_argument("--images-root", default=None,
                    help="folder the `image` paths are relative to (default: the items file's folder)")
+    p.add_argument("--text", default="auto", metavar="TEMPLATE",
+                   help="what text each item is embedded with: a template over items.parquet's columns, "
+                        "e.g. '{title}' or '{brand_name} {title}'; auto (default) puts the title behind its "
+                        "category path, '{top_category_name} > {category_name}: {title}', when the file has "
+                        "those name columns (category_name alone: '{category_name}: {title}'), else the "
+                        "title alone")
     p.add_argument("--backend", choices=BACKENDS, default="text",
                    help="qwen-vl: picture + title with a Qwen-VL model; text: title with a BERT-style model")
     p.add_argument("--model", default=None,
@@ -52,6 +58,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         max_seq_length=args.max_seq_length, device=args.device, precision=args.precision)
     index = None if args.index in (None, "", "none") else args.index
     return BuildConfig(items=args.items, out=args.out, embedder=embedder, images_root=args.images_root,
+                       text_template=args.text,
                        batch_size=args.batch_size, dtype=args.dtype, index=index, on_bad_image=args.on_bad_image,
                        shard_size=args.shard_size, resume=not args.no_resume, overwrite=args.overwrite,
                        show_progress_bar=not args.no_progress)

@@ -7,6 +7,7 @@ item. Pictures are opened here so that every failure names the item and the file
 from __future__ import annotations
 
 import hashlib
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -132,6 +133,74 @@ def load_picture(item: Item) -> Image.Image:
 
 ITEM_COLUMNS = ("item_id", "title", "image")
 
+# What text an item of items.parquet is embedded with: a template over the table's columns.
+AUTO_TEXT = "auto"
+TITLE_TEMPLATE = "{title}"
+LEAF_TEMPLATE = "{category_name}: {title}"
+CATEGORY_PATH_TEMPLATE = "{top_category_name} > {category_name}: {title}"
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names a text template reads, in order (`{title}` -> ["title"])."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"text template {template!r} is malformed ({err}); write columns as {{title}}, "
+                         "a literal brace as {{ or }}") from None
+    fields = []
+    for _, name, _, _ in parts:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise ValueError(f"text template {template!r}: {{{name}}} is not a column name; write columns "
+                             "as {title} or {category_name}")
+        if name not in fields:
+            fields.append(name)
+    return fields
+
+
+def resolve_text_template(template: str | None, columns: Iterable[str], source: str = "items") -> str:
+    """The template an items table is embedded with.
+
+    `auto` (or None): the title behind its category path when the table names the categories, as
+    a catalogue's own text does on a product page: "{top_category_name} > {category_name}: {title}"
+    when both name columns exist, "{category_name}: {title}" with the leaf name alone, else
+    "{title}". Any other template is checked against the table: every `{column}` it names must
+    exist (ValueError naming the source, the missing columns and the columns present).
+    """
+    columns = list(columns)
+    if template is None or template == AUTO_TEXT:
+        if {"top_category_name", "category_name"} <= set(columns):
+            return CATEGORY_PATH_TEMPLATE
+        return LEAF_TEMPLATE if "category_name" in columns else TITLE_TEMPLATE
+    fields = template_fields(template)
+    if not fields:
+        raise ValueError(f"{source}: text template {template!r} names no column; write columns as {{title}}")
+    missing = [f for f in fields if f not in columns]
+    if missing:
+        raise ValueError(f"{source}: text template {template!r} names column(s) {missing} that the table "
+                         f"does not have; its columns are {columns}")
+    return template
+
+
+def render_texts(table: pa.Table, template: str, source: str = "items") -> list[str | None]:
+    """Each row's text from a (resolved) template; a null field renders as "", and a row whose
+    every field is null or empty has no text (None)."""
+    fields = template_fields(template)
+    values = {f: table.column(f).to_pylist() for f in fields}
+    out: list[str | None] = []
+    for i in range(table.num_rows):
+        row = {f: values[f][i] for f in fields}
+        if all(v is None or v == "" for v in row.values()):
+            out.append(None)
+            continue
+        try:
+            out.append(template.format(**{f: "" if v is None else v for f, v in row.items()}))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{source}: row {i}: text template {template!r} cannot format "
+                             f"{ {f: row[f] for f in fields} } ({err})") from None
+    return out
+
 
 def read_items_table(path: str | Path) -> pa.Table:
     """Read and validate items.parquet (the one place the embedder reads that file)."""
@@ -140,15 +209,18 @@ def read_items_table(path: str | Path) -> pa.Table:
     return read_table(Path(path), "items")
 
 
-def items_from_table(table: pa.Table, images_root: str | Path | None, source: str = "items") -> list[Item]:
-    """Items from an items table (item_id, title, image relative to `images_root`)."""
+def items_from_table(table: pa.Table, images_root: str | Path | None, source: str = "items",
+                     text_template: str | None = AUTO_TEXT) -> list[Item]:
+    """Items from an items table (item_id, the text `text_template` renders from the row, image
+    relative to `images_root`); see `resolve_text_template` for the `auto` default."""
     for col in ("item_id", "title"):
         if col not in table.column_names:
             raise ValueError(f"{source}: missing column {col!r}")
     ids = table.column("item_id").to_numpy(zero_copy_only=False)
     if ids.dtype.kind not in "iu":
         raise ValueError(f"{source}: column 'item_id' must be integer, got {table.schema.field('item_id').type}")
-    titles = table.column("title").to_pylist()
+    template = resolve_text_template(text_template, table.column_names, source)
+    titles = render_texts(table, template, source)
     images = table.column("image").to_pylist() if "image" in table.column_names else [None] * len(ids)
     root = Path(images_root) if images_root is not None else None
     out = []
@@ -158,7 +230,7 @@ def items_from_table(table: pa.Table, images_root: str | Path | None, source: st
             picture = Path(image) if root is None or Path(image).is_absolute() else root / image
         out.append(Item(text=title, picture=picture, item_id=int(item_id)))
         if not title and picture is None:
-            raise ValueError(f"{source}: item {item_id} (row {i}) has neither title nor image")
+            raise ValueError(f"{source}: item {item_id} (row {i}) has neither text ({template!r}) nor image")
     return as_items(out)
 
 

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from retrieval.store import EMBEDDINGS_FILE, INDEX_FILE, ITEM_IDS_FILE, MANIFEST_FILE, write_manifest
 
 from .encoder import ON_BAD_IMAGE, EmbedderConfig, ItemEmbedder
-from .items import (Item, as_items, file_sha256, items_from_table, items_sha256, picture_size,
-                    read_items_table)
+from .items import (AUTO_TEXT, Item, as_items, file_sha256, items_from_table, items_sha256, picture_size,
+                    read_items_table, resolve_text_template)
 
 SHARDS_DIR = "shards"
 RUN_FILE = "run.json"
@@ -39,6 +39,7 @@ class BuildConfig:
     out: str | Path  # store folder to write
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     images_root: str | Path | None = None  # where `image` paths are relative to; None = the items file's folder
+    text_template: str = AUTO_TEXT  # each item's text from its row's columns, e.g. "{title}"; auto = the title behind its category path when the table has category_name (and top_category_name)
     batch_size: int = 64  # items per forward pass
     dtype: str = "float32"  # stored vector dtype: float32 or float16
     index: str | None = None  # None = no index; "auto" = choose_index_factory; else a faiss factory string
@@ -57,26 +58,34 @@ class BuildConfig:
             raise ValueError(f"batch_size and shard_size must be positive, got {self.batch_size}, {self.shard_size}")
 
 
-def _load_items(items: Any, images_root: str | Path | None) -> tuple[list[Item], dict]:
-    """Items from a parquet path, an Arrow table, a pandas DataFrame or a list; plus input provenance."""
+def _load_items(items: Any, images_root: str | Path | None,
+                text_template: str = AUTO_TEXT) -> tuple[list[Item], dict]:
+    """Items from a parquet path, an Arrow table, a pandas DataFrame or a list; plus input provenance
+    (with the text template a table was rendered with; None for a list of items)."""
     if isinstance(items, (str, Path)):
         path = Path(items).resolve()
         table = read_items_table(path)
         root = Path(images_root).resolve() if images_root is not None else path.parent
-        loaded = items_from_table(table, root, source=str(path))
-        return loaded, {"path": str(path), "sha256": file_sha256(path), "images_root": str(root)}
+        template = resolve_text_template(text_template, table.column_names, str(path))
+        loaded = items_from_table(table, root, source=str(path), text_template=template)
+        return loaded, {"path": str(path), "sha256": file_sha256(path), "images_root": str(root),
+                        "text_template": template}
+    template = None
     if hasattr(items, "to_pandas") and hasattr(items, "column_names"):  # pyarrow Table
-        loaded = items_from_table(items, images_root, source="items table")
+        template = resolve_text_template(text_template, items.column_names, "items table")
+        loaded = items_from_table(items, images_root, source="items table", text_template=template)
     elif hasattr(items, "columns") and hasattr(items, "to_dict"):  # pandas DataFrame
-        loaded = items_from_table(pa.Table.from_pandas(items, preserve_index=False), images_root,
-                                  source="items DataFrame")
+        table = pa.Table.from_pandas(items, preserve_index=False)
+        template = resolve_text_template(text_template, table.column_names, "items DataFrame")
+        loaded = items_from_table(table, images_root, source="items DataFrame", text_template=template)
     else:
         loaded = as_items(items)
     missing = [i for i, it in enumerate(loaded) if it.item_id is None]
     if missing:
         raise ValueError(f"items at positions {missing[:10]} have no item_id; a store needs one per item")
     return loaded, {"path": None, "sha256": items_sha256(loaded),
-                    "images_root": None if images_root is None else str(Path(images_root).resolve())}
+                    "images_root": None if images_root is None else str(Path(images_root).resolve()),
+                    "text_template": template}
 
 
 def _check_pictures(items: list[Item], on_bad_image: str) -> None:
@@ -89,7 +98,8 @@ def _check_pictures(items: list[Item], on_bad_image: str) -> None:
 
 
 def _run_record(cfg: BuildConfig, embedder: ItemEmbedder, source: dict, n: int) -> dict:
-    return {"format": FORMAT, "input_sha256": source["sha256"], "count": n, "settings": embedder.settings(),
+    return {"format": FORMAT, "input_sha256": source["sha256"], "text_template": source["text_template"],
+            "count": n, "settings": embedder.settings(),
             "batch_size": cfg.batch_size, "shard_size": cfg.shard_size, "dtype": cfg.dtype,
             "on_bad_image": cfg.on_bad_image}
 
@@ -178,7 +188,7 @@ def build_store_from_config(cfg: BuildConfig, items: Any = None, *, embedder: It
                             on_shard_done: Callable[[int], None] | None = None) -> Path:
     """Embed `items` (default: `cfg.items`) into the store folder `cfg.out`; see `build_store`."""
     out = Path(cfg.out)
-    loaded, source = _load_items(cfg.items if items is None else items, cfg.images_root)
+    loaded, source = _load_items(cfg.items if items is None else items, cfg.images_root, cfg.text_template)
     if not loaded:
         raise ValueError(f"no items to embed in {source['path'] or 'the input'}")
     if embedder is None:
@@ -203,7 +213,8 @@ def build_store_from_config(cfg: BuildConfig, items: Any = None, *, embedder: It
 
 
 def build_store(items: Any, out: str | Path, *, backend: str = "text", model: str | None = None,
-                images_root: str | Path | None = None, batch_size: int = 64, dtype: str = "float32",
+                images_root: str | Path | None = None, text_template: str = AUTO_TEXT,
+                batch_size: int = 64, dtype: str = "float32",
                 index: str | None = None, on_bad_image: str = "fail", resume: bool = True,
                 show_progress_bar: bool = True, overwrite: bool = False, shard_size: int = 4096,
                 embedder: ItemEmbedder | None = None, on_shard_done: Callable[[int], None] | None = None,
@@ -212,6 +223,10 @@ def build_store(items: Any, out: str | Path, *, backend: str = "text", model: st
 
     items: an items.parquet path (image paths relative to its folder unless `images_root`), an Arrow
         table or DataFrame with item_id/title/image, or a list of `Item`s / dicts with item ids.
+    text_template: what text a table's item is embedded with, a template over its columns such as
+        "{title}" or "{brand_name} {title}"; "auto" (default) puts the title behind its category
+        path when the table has `category_name` (and `top_category_name`), else the title alone
+        (`embedder.items.resolve_text_template`). Ignored for a list of items (they carry their text).
     backend, model, **embedder_settings: an `EmbedderConfig` (pooling, instruction, min_pixels,
         max_pixels, device, precision, ...); or pass a loaded `embedder` to reuse it.
     index: None, "auto" (`retrieval.index.choose_index_factory`) or a faiss factory string.
@@ -224,7 +239,7 @@ def build_store(items: Any, out: str | Path, *, backend: str = "text", model: st
     emb_cfg = embedder.config if embedder is not None else EmbedderConfig(backend=backend, model=model,
                                                                            **embedder_settings)
     cfg = BuildConfig(items=items if isinstance(items, (str, Path)) else "<memory>", out=out, embedder=emb_cfg,
-                      images_root=images_root, batch_size=batch_size, dtype=dtype, index=index,
+                      images_root=images_root, text_template=text_template, batch_size=batch_size, dtype=dtype, index=index,
                       on_bad_image=on_bad_image, shard_size=shard_size, resume=resume, overwrite=overwrite,
                       show_progress_bar=show_progress_bar)
     return build_store_from_config(cfg, items, embedder=embedder, on_shard_done=on_shard_done)

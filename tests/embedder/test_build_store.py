@@ -162,3 +162,64 @@ def test_embed_items_cli(catalogue, tiny_dirs, tmp_path, capsys):
     assert len(store) == 12 and json.loads((out / "manifest.json").read_text())["count"] == 12
     rc = embed_items(["--items", str(catalogue), "--out", str(tmp_path / "x"), "--instruction", "y"])
     assert rc == 2 and "--instruction applies to --backend qwen-vl only" in capsys.readouterr().err
+
+
+def _with_category_names(catalogue, tmp_path):
+    """The tiny catalogue plus the catalogue's category name columns (as the simulator writes them)."""
+    table = pq.read_table(catalogue)
+    n = len(table)
+    table = table.append_column("category_name", pa.array([f"leaf {i % 3}" for i in range(n)]))
+    table = table.append_column("top_category_name", pa.array([f"top {i % 2}" if i != 4 else None
+                                                                for i in range(n)]))
+    path = catalogue.parent / "named.parquet"  # beside the pictures, whose paths are relative
+    pq.write_table(table, path)
+    return path, table
+
+
+def test_text_template_auto_puts_the_title_behind_its_category_path(catalogue, text_embedder, st_model, tmp_path):
+    path, table = _with_category_names(catalogue, tmp_path)
+    out = build_store(path, tmp_path / "store", embedder=text_embedder, batch_size=5, show_progress_bar=False)
+    store = EmbeddingStore.load(out)
+    rows = table.to_pylist()
+    texts = [f"{r['top_category_name'] or ''} > {r['category_name']}: {r['title']}" for r in rows]
+    assert texts[4].startswith(" > leaf 1: ")  # a null name renders as an empty string
+    ref = st_model.encode(texts, normalize_embeddings=True)
+    assert (np.asarray(store.vectors) * ref).sum(1).min() >= 0.9999
+    title_only = st_model.encode(table.column("title").to_pylist(), normalize_embeddings=True)
+    assert (np.asarray(store.vectors) * title_only).sum(1).max() < 0.999  # not the titles alone
+    assert store.manifest["input"]["text_template"] == "{top_category_name} > {category_name}: {title}"
+    # the plain catalogue (no name columns) is embedded from its titles, and says so
+    plain = EmbeddingStore.load(build_store(catalogue, tmp_path / "plain", embedder=text_embedder,
+                                            show_progress_bar=False))
+    assert plain.manifest["input"]["text_template"] == "{title}"
+
+
+def test_text_template_given_and_checked(catalogue, text_embedder, st_model, tmp_path, capsys):
+    path, table = _with_category_names(catalogue, tmp_path)
+    out = build_store(path, tmp_path / "store", embedder=text_embedder, text_template="{title} ({category_name})",
+                      show_progress_bar=False)
+    texts = [f"{r['title']} ({r['category_name']})" for r in table.to_pylist()]
+    ref = st_model.encode(texts, normalize_embeddings=True)
+    assert (np.asarray(EmbeddingStore.load(out).vectors) * ref).sum(1).min() >= 0.9999
+    with pytest.raises(ValueError, match=r"named.parquet: text template '\{brand_name\} \{title\}' names "
+                                         r"column\(s\) \['brand_name'\]"):
+        build_store(path, tmp_path / "a", embedder=text_embedder, text_template="{brand_name} {title}",
+                    show_progress_bar=False)
+    for bad, why in (("{0}", "not a column name"), ("{title", "malformed"), ("plain words", "names no column")):
+        with pytest.raises(ValueError, match=why):
+            build_store(path, tmp_path / "b", embedder=text_embedder, text_template=bad, show_progress_bar=False)
+    # a store's shards remember the template: resuming with another one is refused
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop
+
+    with pytest.raises(Stop):
+        build_store(path, tmp_path / "c", embedder=text_embedder, shard_size=4, on_shard_done=stop,
+                    show_progress_bar=False)
+    with pytest.raises(ValueError, match=r"different run \(differs in \['text_template'\]\)"):
+        build_store(path, tmp_path / "c", embedder=text_embedder, shard_size=4, text_template="{title}",
+                    show_progress_bar=False)
+    rc = embed_items(["--items", str(path), "--out", str(tmp_path / "cli"), "--text", "{nope}", "--no-progress"])
+    assert rc == 2 and "names column(s) ['nope']" in capsys.readouterr().err
