@@ -62,24 +62,24 @@ def _load_items(items: Any, images_root: str | Path | None,
                 text_template: str = AUTO_TEXT) -> tuple[list[Item], dict]:
     """Items from a parquet path, an Arrow table, a pandas DataFrame or a list; plus input provenance
     (with the text template a table was rendered with; None for a list of items)."""
+    path, table, root = None, None, images_root
     if isinstance(items, (str, Path)):
         path = Path(items).resolve()
-        table = read_items_table(path)
+        table, source = read_items_table(path), str(path)
         root = Path(images_root).resolve() if images_root is not None else path.parent
-        template = resolve_text_template(text_template, table.column_names, str(path))
-        loaded = items_from_table(table, root, source=str(path), text_template=template)
-        return loaded, {"path": str(path), "sha256": file_sha256(path), "images_root": str(root),
-                        "text_template": template}
-    template = None
-    if hasattr(items, "to_pandas") and hasattr(items, "column_names"):  # pyarrow Table
-        template = resolve_text_template(text_template, items.column_names, "items table")
-        loaded = items_from_table(items, images_root, source="items table", text_template=template)
+    elif hasattr(items, "to_pandas") and hasattr(items, "column_names"):  # pyarrow Table
+        table, source = items, "items table"
     elif hasattr(items, "columns") and hasattr(items, "to_dict"):  # pandas DataFrame
-        table = pa.Table.from_pandas(items, preserve_index=False)
-        template = resolve_text_template(text_template, table.column_names, "items DataFrame")
-        loaded = items_from_table(table, images_root, source="items DataFrame", text_template=template)
+        table, source = pa.Table.from_pandas(items, preserve_index=False), "items DataFrame"
+    template = None
+    if table is not None:
+        template = resolve_text_template(text_template, table.column_names, source)
+        loaded = items_from_table(table, root, source=source, text_template=template)
     else:
         loaded = as_items(items)
+    if path is not None:
+        return loaded, {"path": str(path), "sha256": file_sha256(path), "images_root": str(root),
+                        "text_template": template}
     missing = [i for i, it in enumerate(loaded) if it.item_id is None]
     if missing:
         raise ValueError(f"items at positions {missing[:10]} have no item_id; a store needs one per item")
