@@ -16,6 +16,7 @@ from daian.layers import ACTIVATIONS, SELF_ATTENTION_NORMS
 from daian.models.base import ITEM_FIELDS
 
 MODEL_NAMES = ("din", "dei2n", "daian")
+INTENT_LEVEL_PLACES = ("shift", "head", "both", "none")  # DAIAN's `intent_level` values
 
 # Ablation switches per model; None (or "none") is the full model.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -40,7 +41,8 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 # Fields added after checkpoints were first written, with the value every model was built with
 # before the field existed: a saved config without the key gets that value, not today's default.
-_BEFORE_FIELD: dict[str, Any] = {"mhsa_norm": "post", "uim_spread": False, "uim_past": False}
+_BEFORE_FIELD: dict[str, Any] = {"mhsa_norm": "post", "uim_spread": False, "uim_past": False,
+                                 "intent_level": "none"}
 
 _TUPLE_FIELDS = ("mlp_hidden", "attention_hidden", "ui2m_hidden", "interaction_hidden",
                  "uim_hidden", "i2e_hidden", "shift_hidden", "sim_range")
@@ -95,6 +97,7 @@ class ModelConfig:
     mm_dim: int = 32  # projection of the frozen store vectors in the explicit-intent branch
     shift_hidden: tuple[int, ...] = (128,)  # IA2N shifting MLP after the Gate NU
     gate_gamma: float = 2.0  # Gate NU scale (PEPNet: 2)
+    intent_level: str = "both"  # where log(n p[level of tt_sim]) enters: IA2N "shift", "head", "both", "none"
     stage2_embeddings: bool = False  # stage 2 also trains the CTR network's id/side-info tables (a second pass over the ids)
 
     def __post_init__(self) -> None:
@@ -137,6 +140,9 @@ class ModelConfig:
                 raise ValueError(f"{key} must be a non-empty tuple of positive ints, got {value!r}")
         if self.mhsa_norm not in SELF_ATTENTION_NORMS:
             raise ValueError(f"mhsa_norm must be one of {list(SELF_ATTENTION_NORMS)}, got {self.mhsa_norm!r}")
+        if self.intent_level not in INTENT_LEVEL_PLACES:
+            raise ValueError(f"intent_level must be one of {list(INTENT_LEVEL_PLACES)}, "
+                             f"got {self.intent_level!r}")
         for key in ("mlp_activation", "attention_activation"):
             if getattr(self, key) not in ACTIVATIONS:
                 raise ValueError(f"{key} must be one of {list(ACTIVATIONS)}, "

@@ -313,12 +313,14 @@ def test_config_json_round_trip():
 
 
 def test_config_saved_before_a_field_keeps_the_old_behaviour():
-    # DAIAN now defaults to pre-LN and to UIM seeing the history's spread and the user's earlier
-    # requests; a checkpoint written before those fields existed was post-LN, without either.
+    # DAIAN now defaults to pre-LN, to UIM seeing the history's spread and the user's earlier
+    # requests, and to the intent at the pair's level; a checkpoint written before those fields
+    # existed was post-LN, without any of them.
     new = ModelConfig(name="daian")
-    assert new.mhsa_norm == "pre" and new.uim_spread and new.uim_past
+    assert new.mhsa_norm == "pre" and new.uim_spread and new.uim_past and new.intent_level == "both"
     data = new.to_dict()
-    del data["mhsa_norm"], data["uim_spread"], data["uim_past"]
+    del data["mhsa_norm"], data["uim_spread"], data["uim_past"], data["intent_level"]
+    assert ModelConfig.from_dict(data).intent_level == "none"
     assert ModelConfig.from_dict(data).mhsa_norm == "post"
     assert ModelConfig.from_dict(data).uim_spread is False
     assert ModelConfig.from_dict(data).uim_past is False
@@ -377,9 +379,64 @@ def test_ia2n_intent_input_is_stop_gradient(sizes, frozen, batch):
     model(batch)
     x, e_int = captured["x"], captured["e_int"]
     s = model.config.sim_dim
-    torch.testing.assert_close(x[:, s:], e_int.detach())
+    torch.testing.assert_close(x[:, s:s + e_int.shape[1]], e_int.detach())
     grad = torch.autograd.grad(model.shift_mlp(x).sum(), e_int, allow_unused=True)[0]
     assert grad is None  # the shift path does not reach e_int
+
+
+def expected_intent_at_level(p: torch.Tensor, tt_sim: torch.Tensor, sim_range, n: int) -> np.ndarray:
+    """log(n p[level]) with the level from numpy's own equal-width binning of the cosine."""
+    edges = np.linspace(sim_range[0], sim_range[1], n + 1)
+    level = np.clip(np.digitize(tt_sim.double().numpy(), edges[1:-1]), 0, n - 1)
+    at = p.detach().double().numpy()[np.arange(len(level)), level]
+    return np.log(n * np.maximum(at, 1e-4))
+
+
+@pytest.mark.parametrize("place", ["shift", "head", "both", "none"])
+def test_intent_at_the_pairs_level_enters_where_configured(sizes, frozen, batch, place):
+    """intent_level puts log(n p[level(tt_sim)]) at the end of the IA2N input and/or before
+    [e_exp', e_imp'] in the head input, nowhere else; p is UIM's prediction, or the stage-2
+    override where a row has one."""
+    model = build("daian", sizes, frozen, intent_level=place).eval()
+    plain = build("daian", sizes, frozen, intent_level="none")
+    a = model.config.attention_dim
+    captured = {}
+    model.shift_gate.register_forward_hook(lambda m, i, o: captured.__setitem__("x", i[0]))
+    model.mlp.register_forward_hook(lambda m, i, o: captured.__setitem__("head", i[0]))
+    override = F.normalize(torch.rand(B, N_LEVELS, generator=torch.Generator().manual_seed(3)), p=1, dim=1)
+    override[::2] = 0  # unlabelled rows fall back to p_hat
+    for given in (None, override):
+        out = model(batch, intent_override=given)
+        p = out.intent_pred if given is None else torch.where(
+            given.sum(1, keepdim=True) > 0, given, out.intent_pred)
+        want = expected_intent_at_level(p, batch["tt_sim"], model.config.sim_range, N_LEVELS)
+        x, head = captured["x"], captured["head"]
+        in_shift, in_head = place in ("shift", "both"), place in ("head", "both")
+        assert x.shape[1] == plain.shift_gate.fc1.in_features + in_shift
+        assert head.shape[1] == model.mlp.linears[0].in_features == plain.mlp.linears[0].in_features + in_head
+        if in_shift:
+            np.testing.assert_allclose(x[:, -1].detach().double().numpy(), want, rtol=1e-5, atol=1e-5)
+        if in_head:
+            np.testing.assert_allclose(head[:, -2 * a - 1].detach().double().numpy(), want,
+                                       rtol=1e-5, atol=1e-5)
+    # the IA2N input is detached (as sg(e_int) is); the head's copy trains UIM in stage 3
+    out = model(batch)
+    if in_shift:
+        grad = torch.autograd.grad(captured["x"][:, -1].sum(), out.intent_pred, allow_unused=True)[0]
+        assert grad is None
+    if in_head:
+        grad = torch.autograd.grad(captured["head"][:, -2 * a - 1].sum(), out.intent_pred)[0]
+        assert grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="intent_level must be one of"):
+        ModelConfig(name="daian", intent_level="mlp")
+
+
+def test_intent_at_level_only_with_uim_die_and_sein(sizes, frozen):
+    """Each ablation builds the same network whatever intent_level says (nothing to read or feed)."""
+    for ablation in ("no-uim", "no-die", "no-sein"):
+        a = build("daian", sizes, frozen, ablation=ablation, intent_level="both")
+        b = build("daian", sizes, frozen, ablation=ablation, intent_level="none")
+        assert n_params(a) == n_params(b)
 
 
 def test_frozen_vectors_get_no_gradient_and_do_not_change(sizes, frozen, batch):
