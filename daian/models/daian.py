@@ -69,8 +69,8 @@ The paper's equations were lost in extraction; where our reading fills a gap:
   With it (seeds 1-3, docs/training.md) AUC rose on all three demo-preset worlds measured
   (0.7140 -> 0.7145, 0.7164 -> 0.7186, 0.7049 -> 0.7076) and GAUC fell on two and rose on one
   (0.6608 -> 0.6559, 0.6724 -> 0.6711, 0.6419 -> 0.6501); broad users' GAUC is above DEI2N's
-  on worlds 0 and 7 (before: world 0 alone). The head copy carries most of it (world 0: head alone 0.7144 / 0.6552, shift
-  alone 0.7116 / 0.6484).
+  on worlds 0 and 7 (before: world 0 alone). The head copy carries most of it (world 0: head
+  alone 0.7144 / 0.6552, shift alone 0.7116 / 0.6484).
 - `intent_override` (stage 2): a (B, n) ground-truth intent replaces p_hat in DIE; rows of zeros
   (requests without a click, hence without a label) fall back to p_hat, detached, so no zero row
   can act as a "no click" signal and UIM gets no gradient from a stage that does not train it.

@@ -327,6 +327,8 @@ def test_config_saved_before_a_field_keeps_the_old_behaviour():
     assert ModelConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
     with pytest.raises(ValueError, match="mhsa_norm must be one of"):
         ModelConfig(name="daian", mhsa_norm="sandwich")
+    with pytest.raises(ValueError, match="intent_level must be one of"):
+        ModelConfig(name="daian", intent_level="mlp")
 
 
 def test_build_model_checks_sizes(sizes, frozen):
@@ -427,8 +429,6 @@ def test_intent_at_the_pairs_level_enters_where_configured(sizes, frozen, batch,
     if in_head:
         grad = torch.autograd.grad(captured["head"][:, -2 * a - 1].sum(), out.intent_pred)[0]
         assert grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="intent_level must be one of"):
-        ModelConfig(name="daian", intent_level="mlp")
 
 
 def test_intent_at_level_only_with_uim_die_and_sein(sizes, frozen):
