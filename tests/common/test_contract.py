@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retrieval.contract import (ContractError, iter_validated_batches, profile_columns, read_table,
+from common.contract import (ContractError, iter_validated_batches, profile_columns, read_table,
                                 validate_dataset, validate_table)
 
 

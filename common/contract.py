@@ -1,7 +1,7 @@
 """The data contract: the four Parquet files every stage reads, and the validator every CLI runs.
 
-It lives in `retrieval`, the package every stage depends on, so that `embed-items`, `label-intents`
-and `train-daian` share one definition. The contract is written out for users in `docs/data.md`.
+It lives in `common`, below every stage, so that `embed-items`, `label-intents`, `train-daian` and
+`tir-report` share one definition. The contract is written out for users in `docs/data.md`.
 
 A violation raises `ContractError` (a ValueError) naming the file, the column, how many rows break
 the rule and the first of them. Nothing is dropped or coerced: a column of the wrong type is an
@@ -19,6 +19,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TABLES = ("items", "users", "behaviors", "impressions")
+FILES = {name: f"{name}.parquet" for name in TABLES}  # the file of each table in a dataset folder
+# A simulated world also carries its planted truth (docs/simulator.md); only the report and the
+# per-user-type metrics read it, and a dataset without it is complete.
+TRUTH_DIR = "truth"
+TRUTH_USERS = "users.parquet"  # user_id, user_type, intent_profile, ...
 ACTIONS = ("click", "cart", "buy")
 # Unix seconds beyond this (year 5138) are almost surely milliseconds or nanoseconds.
 MAX_TS_SECONDS = 100_000_000_000
@@ -227,16 +232,16 @@ def validate_dataset(folder: str | Path) -> dict[str, int]:
     Returns the row count of each table.
     """
     folder = Path(folder)
-    items = read_table(folder / "items.parquet", "items", columns=["item_id"])
-    users = read_table(folder / "users.parquet", "users", columns=["user_id"])
+    items = read_table(folder / FILES["items"], "items", columns=["item_id"])
+    users = read_table(folder / FILES["users"], "users", columns=["user_id"])
     item_ids = items.column("item_id").to_numpy()
     user_ids = users.column("user_id").to_numpy()
     counts = {"items": items.num_rows, "users": users.num_rows}
-    refs = {"behaviors": (("user_id", user_ids, "users.parquet"), ("item_id", item_ids, "items.parquet")),
-            "impressions": (("user_id", user_ids, "users.parquet"), ("item_id", item_ids, "items.parquet"),
-                            ("trigger_item_id", item_ids, "items.parquet"))}
+    refs = {"behaviors": (("user_id", user_ids, FILES["users"]), ("item_id", item_ids, FILES["items"])),
+            "impressions": (("user_id", user_ids, FILES["users"]), ("item_id", item_ids, FILES["items"]),
+                            ("trigger_item_id", item_ids, FILES["items"]))}
     for name, checks in refs.items():
-        path = folder / f"{name}.parquet"
+        path = folder / FILES[name]
         offset = 0
         for batch in iter_validated_batches(path, name):
             for column, known, target in checks:
@@ -245,3 +250,15 @@ def validate_dataset(folder: str | Path) -> dict[str, int]:
             offset += batch.num_rows
         counts[name] = offset
     return counts
+
+
+def read_truth_users(folder: str | Path) -> pa.Table | None:
+    """`truth/users.parquet` of a dataset folder (a simulated world's planted users), or None when
+    the dataset carries no truth; a file without a `user_id` column is an error."""
+    path = Path(folder) / TRUTH_DIR / TRUTH_USERS
+    if not path.is_file():
+        return None
+    table = _open_parquet(path, "truth users").read()
+    if "user_id" not in table.column_names:
+        raise ContractError(f"{path}: no 'user_id' column")
+    return table

@@ -1,0 +1,93 @@
+"""The one pattern of every command-line tool: `build_parser()` and `main(argv)`.
+
+    def build_parser() -> argparse.ArgumentParser:
+        p = make_parser("label-intents", "what it does")
+        p.add_argument("--levels", type=int, default=default_of(LabelConfig, "levels"), help="...")
+        return p
+
+    def main(argv=None) -> int:
+        return run(build_parser(), argv, _run)   # _run(args) -> exit code (0 when it returns None)
+
+A user error (a contract violation, a missing or unreadable file, a bad setting, a bad flag value)
+exits 2 with one line, `PROG: error: ...`, naming the file, column, row or flag; `--debug` shows
+the traceback instead. Ctrl-C exits 130 with one line. Anything else is a bug and keeps its
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Callable
+
+
+
+class MissingDependency(ImportError):
+    """An optional package the asked-for feature needs is not installed (say which, and how)."""
+
+
+# ValueError covers the contract's ContractError, the configs' validation and pyarrow's ArrowInvalid;
+# OSError covers missing, unreadable and existing-output files.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MissingDependency)
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a `--debug` flag and one-line errors (no usage block) for bad flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true",
+                          help="on an error, show the full traceback instead of one line")
+
+    def error(self, message: str) -> None:  # argparse's hook for a bad flag or value
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def make_parser(prog: str, description: str, epilog: str | None = None) -> Parser:
+    return Parser(prog=prog, description=description, epilog=epilog)
+
+
+def default_of(config: type, name: str) -> Any:
+    """The default of dataclass `config`'s field `name`, so a flag's default is not restated."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise ValueError(f"{config.__name__}.{name} has no default")
+    raise ValueError(f"{config.__name__} has no field {name!r}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (KeyError's repr quotes dropped, newlines folded)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None,
+        body: Callable[[argparse.Namespace], int | None]) -> int:
+    """Parse `argv`, call `body(args)`, and turn user errors into exit code 2 with one line."""
+    args = parser.parse_args(argv)
+    try:
+        code = body(args)
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except USER_ERRORS as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    return 0 if code is None else int(code)
+
+
+def fail(parser: argparse.ArgumentParser, message: str) -> None:
+    """A flag combination that cannot work: one line, exit 2 (argparse's own bad-flag path)."""
+    parser.error(message)
