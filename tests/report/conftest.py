@@ -183,7 +183,7 @@ def world(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def report(world, tmp_path_factory) -> dict:
-    from daian.report import ReportConfig, build_report
+    from report import ReportConfig, build_report
 
     out = tmp_path_factory.mktemp("report_out")
     config = ReportConfig(runs=(world["cmp"],), out=out, data=world["labelled"], dataset=world["dataset"],

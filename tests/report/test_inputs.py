@@ -1,4 +1,4 @@
-"""Run discovery, bad inputs, the settings, the helpers' arithmetic, and the `tir-report` command."""
+"""Run discovery, bad inputs, the settings and the helpers' arithmetic."""
 from __future__ import annotations
 
 import json
@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import entropy as scipy_entropy
 
-from daian.report import ReportConfig, build_report
-from daian.report import analysis as A
-from daian.report.cli import main
-from daian.report.config import parse_sweep
-from daian.report.data import Labelled, align, similarity_level
-from daian.report.runs import collect_runs, discover_runs, read_predictions
+from daian.run_folder import collect_runs, discover_runs, read_predictions
+from intent_labels.labelled import LabelledFolder, similarity_level
+from report import ReportConfig, build_report
+from report import analysis as A
+from report.config import parse_sweep
+from report.data import align
 
 from .conftest import EDGES, RUNS, SEEDS
 
@@ -162,33 +162,5 @@ def test_entropy_and_diversity_against_scipy(world):
 
 def test_labelled_manifest_must_hold_increasing_edges(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"levels": 2, "bin_edges": [0.0, 0.5, 0.4]}))
-    with pytest.raises(ValueError, match="'bin_edges' must be at least 3 increasing numbers"):
-        Labelled.open(tmp_path)
-
-
-# ----------------------------------------------------------------------------- command
-
-
-def test_cli_builds_the_report_from_recorded_paths(world, tmp_path, capsys):
-    # no --data / --dataset: the runs' checkpoint/config.json name them
-    out = tmp_path / "cli"
-    code = main([str(world["cmp"]), "--out", str(out), "--examples", "1", "--diversity", "profile",
-                 "--ctr-split", "test", "--no-progress"])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert f"report written to {out / 'report.html'}" in printed
-    report = json.loads((out / "report.json").read_text())
-    assert report["diversity"]["measure"] == "profile"
-    assert report["ctr_page_level"]["split"] == "test"
-    assert sum(sum(r) for r in report["ctr_page_level"]["impressions"]) == pq.read_metadata(
-        world["labelled"] / "test.parquet").num_rows
-    assert len(report["examples"]) == 1
-    assert "levels_sweep" not in report  # one value of n only: the figure is explained, not drawn
-    assert "Not drawn: it needs runs at two or more values of n" in (out / "report.md").read_text()
-
-
-def test_cli_reports_errors_without_a_traceback(world, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"])
-    assert exc.value.code == 2
-    assert "tir-report: error:" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'bin_edges' must be at least 3 finite, strictly increasing numbers"):
+        LabelledFolder.open(tmp_path)

@@ -1,4 +1,4 @@
-"""Session fixtures: the tiny world (seed 7) and a mid-sized world for statistics, each built once."""
+"""Session fixtures: the suite's tiny world, and a mid-sized world for statistics built once."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from daian.simulate import simulate_world
+from simulate import simulate_world
 
 # Large enough for stable click statistics (~120k impressions, ~5k clicks), small enough to build in seconds.
 MID_OVERRIDES = {"n_users": 2500, "n_items": 4000, "n_top_categories": 16, "brands_per_top": 8,
@@ -48,9 +48,9 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> World:
-    out = tmp_path_factory.mktemp("tiny") / "world"
-    return World(simulate_world("tiny", out, seed=7, show_progress_bar=False))
+def tiny_world(tiny_world) -> World:
+    """The suite-wide tiny world (tests/conftest.py, built once per test run), read through `World`."""
+    return World(tiny_world)
 
 
 @pytest.fixture(scope="session")

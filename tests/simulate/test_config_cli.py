@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daian.simulate import PRESETS, simulate_world
-from daian.simulate.cli import main
-from daian.simulate.config import WorldConfig, parse_set_args, resolve_config
+from simulate import PRESETS, simulate_world
+from simulate.cli import main
+from simulate.config import WorldConfig, parse_set_args, resolve_config
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "n_users=40", "--set", "n_items=200", "--set", "n_top_categories=4"]
@@ -75,10 +75,28 @@ def test_cli_errors_exit_2_with_message(tmp_path, capsys):
     assert "expected key=value" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--set", "n_users=many"], "bad value for config key 'n_users'"),
+    (["--set", "n_userz=3"], "unknown config key 'n_userz'"),
+    (["--preset", "huge"], "unknown preset 'huge'"),  # the last --preset wins
+])
+def test_cli_user_error_is_one_line_and_debug_raises(flags, message, tmp_path, capsys):
+    out = tmp_path / "bad"
+    argv = ["--preset", "tiny", *flags, "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "Traceback" not in printed.err
+    (line,) = printed.err.splitlines()
+    assert line.startswith("simulate-tir: error: ") and message in line
+    assert not out.exists()
+    with pytest.raises(ValueError, match=message):
+        main([*argv, "--debug"])
+
+
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "cli"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "daian.simulate.cli", "--preset", "tiny", "--seed", "5", *SMALL,
+    cmd = [sys.executable, "-m", "simulate.cli", "--preset", "tiny", "--seed", "5", *SMALL,
            "--out", str(out), "--no-progress"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 0, run.stderr

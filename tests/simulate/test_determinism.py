@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from daian.simulate import simulate_world
+from simulate import simulate_world
 
 
 def _digest(folder):
@@ -12,7 +12,9 @@ def _digest(folder):
 
 
 def test_same_seed_gives_identical_bytes(tiny_world, tmp_path):
-    again = simulate_world("tiny", tmp_path / "again", seed=7, show_progress_bar=False)
+    made = tiny_world.json("world.json")  # the shared world's preset and seed
+    again = simulate_world(made["preset"], tmp_path / "again", seed=made["config"]["seed"],
+                           show_progress_bar=False)
     first, second = _digest(tiny_world.path), _digest(again)
     assert len(first) > 500 and first == second
 

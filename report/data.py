@@ -1,4 +1,4 @@
-"""Reading what the report needs besides the runs: the labelled splits, the catalogue, the truth.
+"""Reading what the report needs besides the runs: the labelled splits, the items' titles, the truth.
 
 Everything is read with pyarrow and handed on as numpy arrays; only the columns a section uses
 are read, so the report stays cheap on large logs. Test predictions are matched to labelled test
@@ -6,59 +6,15 @@ rows by (request_id, item_id), which the labelling guarantees to be unique.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from daian.report.runs import list_matrix
-
-MANIFEST = "manifest.json"
-
-
-@dataclass
-class Labelled:
-    """A label-intents output folder: its manifest and its split files."""
-
-    path: Path
-    manifest: dict
-    levels: int  # n
-    edges: np.ndarray  # (n + 1,) similarity bin edges fitted on the train split
-
-    @classmethod
-    def open(cls, path: Path) -> "Labelled":
-        path = Path(path)
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{path}: no {MANIFEST} (expected a label-intents output folder)")
-        manifest = json.loads(manifest_path.read_text())
-        edges = np.asarray(manifest.get("bin_edges") or [], dtype=np.float64)
-        if edges.ndim != 1 or edges.size < 3 or not (np.diff(edges) > 0).all():
-            raise ValueError(f"{manifest_path}: 'bin_edges' must be at least 3 increasing numbers, "
-                             f"got {manifest.get('bin_edges')!r}")
-        levels = int(manifest.get("levels", edges.size - 1))
-        if levels != edges.size - 1:
-            raise ValueError(f"{manifest_path}: levels {levels} but {edges.size} bin edges")
-        return cls(path, manifest, levels, edges)
-
-    def split_path(self, split: str) -> Path:
-        """SPLIT.parquet (a file or a folder of parts) or SPLIT/."""
-        for candidate in (self.path / f"{split}.parquet", self.path / split):
-            if candidate.exists():
-                return candidate
-        raise FileNotFoundError(f"{self.path}: no {split}.parquet (file or folder of parts)")
-
-    def read(self, split: str, columns: list[str]) -> pa.Table:
-        """The named columns of one split; ValueError names the file and the missing columns."""
-        path = self.split_path(split)
-        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {schema.names}")
-        return pq.read_table(path, columns=columns)
+from common.contract import FILES, TRUTH_DIR, TRUTH_USERS, read_table, read_truth_users
+from daian.run_folder import list_matrix
+from intent_labels.labelled import MANIFEST, LabelledFolder
 
 
 def column(table: pa.Table, name: str) -> np.ndarray:
@@ -71,15 +27,6 @@ def column(table: pa.Table, name: str) -> np.ndarray:
 
 def intent_matrix(table: pa.Table, what: str) -> np.ndarray:
     return list_matrix(table.column("intent"), f"{what}: column 'intent'")
-
-
-def similarity_level(sims: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Level i where edges[i] <= s < edges[i+1]; values outside clip to the first or last level.
-
-    The labelling's own rule (its last bin also holds the top edge), restated here so that the
-    report does not depend on the labelling package.
-    """
-    return np.searchsorted(np.asarray(edges, np.float64)[1:-1], np.asarray(sims, np.float64), side="right")
 
 
 # ----------------------------------------------------------------------------- matching rows
@@ -135,37 +82,32 @@ def align(req: np.ndarray, item: np.ndarray, ref_req: np.ndarray, ref_item: np.n
 
 
 @dataclass
-class Catalogue:
-    """items.parquet: title, picture path and leaf category by item id."""
+class ItemTitles:
+    """The items' titles, picture paths and leaf categories (items.parquet), by item id."""
 
-    root: Path
+    root: Path  # the dataset folder; picture paths are relative to it
     item_id: np.ndarray  # sorted
     title: list[str | None]
     image: list[str | None]
     category: np.ndarray
 
     @classmethod
-    def read(cls, dataset: Path) -> "Catalogue":
-        path = Path(dataset) / "items.parquet"
-        if not path.is_file():
-            raise FileNotFoundError(f"{dataset}: no items.parquet (is this a dataset folder?)")
-        table = pq.read_table(path)
-        missing = [c for c in ("item_id", "category_id") if c not in table.column_names]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}")
+    def read(cls, dataset: Path) -> "ItemTitles":
+        """items.parquet of `dataset`, checked against the data contract."""
+        table = read_table(Path(dataset) / FILES["items"], "items",
+                           columns=["item_id", "title", "image", "category_id"])
         ids = table.column("item_id").to_numpy()
         order = np.argsort(ids, kind="stable")
-        n = table.num_rows
 
         def strings(name: str) -> list:
-            values = table.column(name).to_pylist() if name in table.column_names else [None] * n
+            values = table.column(name).to_pylist()
             return [values[i] for i in order]
 
         return cls(Path(dataset), ids[order], strings("title"), strings("image"),
                    table.column("category_id").to_numpy()[order])
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Row of each id; -1 where the catalogue lacks it."""
+        """Row of each id; -1 where items.parquet lacks it."""
         ids = np.asarray(ids)
         pos = np.minimum(np.searchsorted(self.item_id, ids), max(self.item_id.size - 1, 0))
         found = self.item_id[pos] == ids if self.item_id.size else np.zeros(ids.shape, bool)
@@ -180,7 +122,7 @@ class Catalogue:
     def title_of(self, item_id: int) -> str:
         row = int(self.rows(np.array([item_id]))[0])
         if row < 0:
-            return f"item {item_id} (not in items.parquet)"
+            return f"item {item_id} (not in {FILES['items']})"
         return self.title[row] or f"item {item_id}"
 
 
@@ -194,19 +136,16 @@ class Truth:
 
     @classmethod
     def read(cls, dataset: Path | None) -> "Truth | None":
-        if dataset is None:
+        """The dataset's planted users, or None when it carries none (not a simulated world)."""
+        table = None if dataset is None else read_truth_users(dataset)
+        if table is None:
             return None
-        path = Path(dataset) / "truth" / "users.parquet"
-        if not path.is_file():
-            return None
-        table = pq.read_table(path)
-        if "user_id" not in table.column_names:
-            raise ValueError(f"{path}: no 'user_id' column")
         ids = table.column("user_id").to_numpy()
         order = np.argsort(ids, kind="stable")
         types = (np.asarray(table.column("user_type").to_pylist(), dtype=object)[order]
                  if "user_type" in table.column_names else None)
-        profile = (list_matrix(table.column("intent_profile"), f"{path}: column 'intent_profile'")[order]
+        what = f"{Path(dataset) / TRUTH_DIR / TRUTH_USERS}: column 'intent_profile'"
+        profile = (list_matrix(table.column("intent_profile"), what)[order]
                    if "intent_profile" in table.column_names else None)
         return cls(ids[order], types, profile)
 
@@ -227,25 +166,21 @@ class Truth:
         return out
 
 
-def resolve_inputs(data: Path | None, dataset: Path | None, recorded: dict) -> tuple[Path, Path]:
-    """The labelled and dataset folders: given ones, else those the runs recorded in training."""
+def resolve_inputs(data: Path | None, dataset: Path | None, recorded: dict) -> tuple[LabelledFolder, Path]:
+    """The labelled folder (opened, so validated) and the dataset folder: the given ones, else those
+    the runs recorded in training, else (for the dataset) the one the labelled manifest names."""
     if data is None:
         if not recorded.get("data"):
             raise ValueError("the runs record no labelled data folder (checkpoint/config.json); pass --data")
         data = Path(recorded["data"])
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"{data}: no such folder (pass --data)")
+    labelled = LabelledFolder.open(data)
     if dataset is None:
-        if recorded.get("dataset"):
-            dataset = Path(recorded["dataset"])
-        else:
-            manifest_path = Path(data) / MANIFEST
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-            named = manifest.get("dataset") or manifest.get("data")
-            if isinstance(named, dict):
-                named = named.get("path")
-            if not isinstance(named, str):
-                raise ValueError(f"neither the runs nor {manifest_path} name the dataset folder; pass --dataset")
-            dataset = Path(named) if Path(named).is_absolute() else Path(data) / named
-    for path, flag in ((Path(data), "--data"), (Path(dataset), "--dataset")):
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such folder (pass {flag})")
-    return Path(data), Path(dataset)
+        dataset = Path(recorded["dataset"]) if recorded.get("dataset") else labelled.dataset
+        if dataset is None:
+            raise ValueError(f"neither the runs nor {labelled.path / MANIFEST} name the dataset folder; "
+                             "pass --dataset")
+    if not Path(dataset).is_dir():
+        raise FileNotFoundError(f"{dataset}: no such folder (pass --dataset)")
+    return labelled, Path(dataset)

@@ -2,13 +2,13 @@
 the data's CTR by page and similarity level, and example requests, as self-contained HTML and as
 Markdown with PNG figures. Entry point: `build_report(ReportConfig(...))` or the `tir-report` command.
 """
-from daian.report.config import ReportConfig
+from report.config import ReportConfig
 
 __all__ = ["ReportConfig", "build_report"]
 
 
 def build_report(config: ReportConfig):
-    """See `daian.report.build.build_report` (imported lazily: matplotlib loads only when used)."""
-    from daian.report.build import build_report as _build
+    """See `report.build.build_report` (imported lazily: matplotlib loads only when used)."""
+    from report.build import build_report as _build
 
     return _build(config)

@@ -1,4 +1,5 @@
-"""The simulated world's vocabulary: category tree, complementary leaf pairs, colours, materials, styles.
+"""Word lists of the simulated world (titles, pictures): category tree, complementary leaf pairs, colours,
+materials, styles.
 
 Plain data, no logic. Names are real shopping words so that a text model (MiniLM, Qwen) sees the
 same relatedness the latent vectors plant: toothbrush and toothpaste are both oral care and are

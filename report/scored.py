@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from daian.report import analysis as A
-from daian.report.config import ReportConfig
-from daian.report.data import Labelled, RowIndex, column, intent_matrix
-from daian.report.runs import Run, discover_runs, read_predictions, recorded_metrics
+from daian.run_folder import Run, discover_runs, read_predictions, recorded_metrics
+from intent_labels.labelled import LabelledFolder
+from report import analysis as A
+from report.config import ReportConfig
+from report.data import RowIndex, column, intent_matrix
 
 TEST_COLUMNS = ["request_id", "user_id", "item_id", "clicked", "trigger_item_id", "page", "intent", "has_intent"]
 AGREE_TOL = 1e-6  # recomputed metrics further than this from a run's metrics.json are reported
@@ -35,7 +36,7 @@ class Scored:
     compared: int = 0  # seeds whose metrics.json was compared
 
 
-def load_scored(runs: list[Run], labelled: Labelled, progress: bool = True) -> Scored:
+def load_scored(runs: list[Run], labelled: LabelledFolder, progress: bool = True) -> Scored:
     """Read every run's predictions, match them to the labelled test rows, recompute their metrics.
 
     The canonical rows are those the first run scored, in the labelled file's order; every other

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from daian.report import analysis as A
-from daian.report import figures as F
-from daian.report.config import ReportConfig
-from daian.report.data import Catalogue, Labelled, Truth, column, intent_matrix, similarity_level
-from daian.report.runs import Run
-from daian.report.scored import AGREE_TOL, Scored
-from daian.report.writers import Figure, Section, Table
+from daian.run_folder import Run, run_of_seed
+from intent_labels.labelled import LabelledFolder, similarity_level
+from report import analysis as A
+from report import figures as F
+from report.config import ReportConfig
+from report.data import ItemTitles, Truth, column, intent_matrix
+from report.scored import AGREE_TOL, Scored
+from report.writers import Figure, Section, Table
 
 MODEL_LABELS = {"din": "DIN", "dei2n": "DEI2N", "daian": "DAIAN"}
 MODEL_ORDER = ("din", "dei2n", "daian")
@@ -110,7 +111,7 @@ def ablation_section(scored: Scored, config: ReportConfig, doc_json: dict) -> Se
     return section
 
 
-def intent_section(scored: Scored, labelled: Labelled, truth: Truth | None, config: ReportConfig,
+def intent_section(scored: Scored, labelled: LabelledFolder, truth: Truth | None, config: ReportConfig,
                    doc_json: dict) -> Section:
     section = Section("Intent fit (DAIAN Figure 5)")
     preds = scored.intents.get(config.intent_model)
@@ -164,8 +165,8 @@ DIVERSITY_AXES = {
 }
 
 
-def user_diversity(config: ReportConfig, labelled: Labelled, truth: Truth | None,
-                   catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+def user_diversity(config: ReportConfig, labelled: LabelledFolder, truth: Truth | None,
+                   items: ItemTitles) -> tuple[np.ndarray, np.ndarray]:
     if config.diversity == "profile":
         if truth is None or truth.profile is None:
             raise ValueError("diversity 'profile' needs truth/users.parquet with an intent_profile column "
@@ -179,8 +180,8 @@ def user_diversity(config: ReportConfig, labelled: Labelled, truth: Truth | None
     table = labelled.read("train", ["user_id", "trigger_item_id", "item_id", "clicked"])
 
     def category(ids: np.ndarray) -> np.ndarray:
-        rows = catalogue.rows(ids)
-        return np.where(rows >= 0, catalogue.category[np.maximum(rows, 0)], -1)
+        rows = items.rows(ids)
+        return np.where(rows >= 0, items.category[np.maximum(rows, 0)], -1)
 
     return A.diversity_from_categories(column(table, "user_id"), column(table, "clicked"),
                                        category(column(table, "item_id")),
@@ -195,7 +196,7 @@ def _group_label(entry: dict, integer: bool, missing: str) -> str:
     return f"{span}\n({entry['test_users']} users)"
 
 
-def diversity_section(scored: Scored, labelled: Labelled, truth: Truth | None, catalogue: Catalogue,
+def diversity_section(scored: Scored, labelled: LabelledFolder, truth: Truth | None, items: ItemTitles,
                       config: ReportConfig, doc_json: dict) -> Section:
     section = Section("GAUC by user intent diversity (DAIAN Figure 6)")
     base, model = config.baseline, config.intent_model
@@ -203,7 +204,7 @@ def diversity_section(scored: Scored, labelled: Labelled, truth: Truth | None, c
     if missing:
         section.blocks.append(f"Not drawn: no run named {' or '.join(repr(m) for m in missing)} among the runs.")
         return section
-    div_users, div_values = user_diversity(config, labelled, truth, catalogue)
+    div_users, div_values = user_diversity(config, labelled, truth, items)
     t = scored.test
     group, buckets = A.diversity_groups(t["user_id"], div_users, div_values, config.diversity_buckets)
     rows = A.gauc_by_group(t["clicked"].astype(np.float64), t["user_id"], group,
@@ -232,7 +233,7 @@ def diversity_section(scored: Scored, labelled: Labelled, truth: Truth | None, c
     return section
 
 
-def sweep_section(sweep: list[dict], scored: Scored, labelled: Labelled, config: ReportConfig,
+def sweep_section(sweep: list[dict], scored: Scored, labelled: LabelledFolder, config: ReportConfig,
                   doc_json: dict) -> Section:
     section = Section("AUC and GAUC against the number of levels n (DAIAN Figure 7)")
     points = list(sweep)
@@ -259,7 +260,7 @@ def sweep_section(sweep: list[dict], scored: Scored, labelled: Labelled, config:
     return section
 
 
-def ctr_section(labelled: Labelled, config: ReportConfig, doc_json: dict) -> Section:
+def ctr_section(labelled: LabelledFolder, config: ReportConfig, doc_json: dict) -> Section:
     section = Section("CTR by page and similarity level")
     table = labelled.read(config.ctr_split, ["page", "clicked", "trigger_target_sim"])
     sims = column(table, "trigger_target_sim")
@@ -292,7 +293,7 @@ def ctr_section(labelled: Labelled, config: ReportConfig, doc_json: dict) -> Sec
     return section
 
 
-def examples_section(scored: Scored, catalogue: Catalogue, config: ReportConfig, doc_json: dict) -> Section:
+def examples_section(scored: Scored, items: ItemTitles, config: ReportConfig, doc_json: dict) -> Section:
     section = Section("Example requests")
     full = [r for r in _order(scored.runs) if r.is_full_model] or _order(scored.runs)[:3]
     t = scored.test
@@ -308,7 +309,7 @@ def examples_section(scored: Scored, catalogue: Catalogue, config: ReportConfig,
 
     def picture_of(item_id: int):
         if item_id not in cache:
-            cache[item_id] = F._picture(catalogue.picture_path(item_id))
+            cache[item_id] = F._picture(items.picture_path(item_id))
         return cache[item_id]
 
     doc_json["examples"] = []
@@ -323,19 +324,18 @@ def examples_section(scored: Scored, catalogue: Catalogue, config: ReportConfig,
         example = {"request_id": rid, "user_id": int(t["user_id"][rows[0]]), "page": int(t["page"][rows[0]]),
                    "trigger": int(t["trigger_item_id"][rows[0]]), "clicks": int(t["clicked"][rows].sum()),
                    "targets": int(rows.size), "models": models}
-        fig = F.plot_example(example, picture_of, catalogue.title_of)
+        fig = F.plot_example(example, picture_of, items.title_of)
         section.blocks.append(Figure(f"example_{k + 1}", F.to_png(fig, config.dpi),
-                                     f"Request {rid}: trigger “{catalogue.title_of(example['trigger'])}”."))
+                                     f"Request {rid}: trigger “{items.title_of(example['trigger'])}”."))
         doc_json["examples"].append({**example, "models": [{"label": m[0], "targets": m[2]} for m in models]})
     return section
 
 
 def _run_folder(run: Run) -> Path:
-    folder = next(iter(run.seeds.values()))
-    return folder.parent if folder.name.startswith("seed-") else folder
+    return run_of_seed(next(iter(run.seeds.values())))
 
 
-def setup_section(scored: Scored, labelled: Labelled, dataset: Path, config: ReportConfig) -> Section:
+def setup_section(scored: Scored, labelled: LabelledFolder, dataset: Path, config: ReportConfig) -> Section:
     t = scored.test
     section = Section("Data and runs")
     edges = ", ".join(f"{e:.3f}" for e in labelled.edges)

@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .catalogue import Catalogue
-from .vocab import COLOURS, MATERIALS
+from .words import COLOURS, MATERIALS
 
 BACKGROUND = (255, 255, 255)
 _VARIANTS = ((1.0, 1.0), (0.8, 1.12), (1.15, 0.85), (0.9, 0.92), (1.1, 1.08))  # (x, y) stretch per leaf

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import WorldConfig
 from .sampling import sample_rows, stream
-from .vocab import (BRAND_SYLLABLES, BRAND_TIERS, COLOURS, MATERIALS, RELATED_LEAVES, STYLES,
+from .words import (BRAND_SYLLABLES, BRAND_TIERS, COLOURS, MATERIALS, RELATED_LEAVES, STYLES,
                     TOP_CATEGORIES, TOP_MATERIALS)
 
 SEED_CATALOGUE = 1  # component key of the catalogue's random stream
@@ -79,16 +79,16 @@ class Catalogue:
     leaf: np.ndarray  # (N,) leaf index
     top: np.ndarray  # (N,) top index
     brand: np.ndarray  # (N,) global brand index
-    colour: np.ndarray  # (N,) index into vocab.COLOURS
-    material: np.ndarray  # (N,) index into vocab.MATERIALS
-    style: np.ndarray  # (N,) index into vocab.STYLES
+    colour: np.ndarray  # (N,) index into words.COLOURS
+    material: np.ndarray  # (N,) index into words.MATERIALS
+    style: np.ndarray  # (N,) index into words.STYLES
     size: np.ndarray  # (N,) index into the top category's size list
     price: np.ndarray  # (N,) float64
     quality: np.ndarray  # (N,) float32, latent quality (click model)
     popularity: np.ndarray  # (N,) float64 exposure / choice weight (long tail)
     brand_names: list[str]
     brand_top: np.ndarray  # (B,) top index of each brand
-    brand_tier: np.ndarray  # (B,) index into vocab.BRAND_TIERS
+    brand_tier: np.ndarray  # (B,) index into words.BRAND_TIERS
 
     @property
     def n_items(self) -> int:

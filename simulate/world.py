@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from common.contract import FILES, TABLES, TRUTH_DIR, TRUTH_USERS
+
 from .blocks import BlockTables, WorldParts, simulate_block
 from .catalogue import Catalogue, build_catalogue
 from .clicks import model_description
@@ -24,13 +26,14 @@ from .pictures import write_pictures
 from .sampling import pools_from_labels
 from .titles import write_titles
 from .users import group_top_preference
-from .vocab import COLOURS, MATERIALS, STYLES
+from .words import COLOURS, MATERIALS, STYLES
 from .writer import (BEHAVIORS_SCHEMA, IMPRESSIONS_SCHEMA, ITEMS_SCHEMA, TRUTH_IMPRESSIONS_SCHEMA,
                      TRUTH_ITEMS_SCHEMA, TRUTH_REQUESTS_SCHEMA, TRUTH_USERS_SCHEMA, USERS_SCHEMA,
                      RowGroupWriter, write_json, write_npy, write_table)
 
-OUTPUTS = ("items.parquet", "users.parquet", "behaviors.parquet", "impressions.parquet", "images", "truth",
-           "world.json")
+WORLD_JSON = "world.json"  # how the world was made: preset, config, counts, time window
+IMAGES_DIR = "images"  # images/<item_id>.png, the items' pictures
+OUTPUTS = (*(FILES[t] for t in TABLES), IMAGES_DIR, TRUTH_DIR, WORLD_JSON)
 
 
 def simulate_world(preset: str, out: str | Path, seed: int = 0, overrides: dict | None = None,
@@ -57,7 +60,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> Path:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    (out / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -76,17 +79,17 @@ def build_parts(cfg: WorldConfig) -> WorldParts:
 def write_world(cfg: WorldConfig, out: Path, preset: str, show_progress_bar: bool = True) -> Path:
     parts = build_parts(cfg)
     cat = parts.cat
-    images = (write_pictures(cat, out / "images", cfg.image_size, show_progress_bar) if cfg.write_images
+    images = (write_pictures(cat, out / IMAGES_DIR, cfg.image_size, show_progress_bar) if cfg.write_images
               else [None] * cat.n_items)
     _write_items(cfg, cat, write_titles(cfg, cat), images, parts.latent, out)
     counts = _write_blocks(parts, out, show_progress_bar)
-    write_json(model_description(cfg), out / "truth" / "click_model.json")
-    write_json(levels_description(cfg), out / "truth" / "levels.json")
-    write_json(_categories(cat), out / "truth" / "categories.json")
+    write_json(model_description(cfg), out / TRUTH_DIR / "click_model.json")
+    write_json(levels_description(cfg), out / TRUTH_DIR / "levels.json")
+    write_json(_categories(cat), out / TRUTH_DIR / "categories.json")
     req_start = cfg.start_ts + cfg.history_days * 86_400
     write_json({"preset": preset, "config": cfg.to_dict(), "counts": counts,
                 "history_start_ts": cfg.start_ts, "request_start_ts": req_start,
-                "request_end_ts": req_start + cfg.request_days * 86_400}, out / "world.json")
+                "request_end_ts": req_start + cfg.request_days * 86_400}, out / WORLD_JSON)
     return out
 
 
@@ -107,24 +110,24 @@ def _write_items(cfg: WorldConfig, cat: Catalogue, titles: list[str], images: li
         "style": names([s[0] for s in STYLES], cat.style),
         "size": names(cat.size_names(), np.arange(cat.n_items)),
     }, schema=ITEMS_SCHEMA)
-    write_table(items, out / "items.parquet", cfg.row_group_rows)
+    write_table(items, out / FILES["items"], cfg.row_group_rows)
     write_table(pa.table({"item_id": cat.item_ids[order], "quality": cat.quality[order],
                           "popularity": cat.popularity[order]}, schema=TRUTH_ITEMS_SCHEMA),
-                out / "truth" / "items.parquet", cfg.row_group_rows)
-    write_npy(cat.item_ids[order], out / "truth" / "item_ids.npy")
-    write_npy(latent[order], out / "truth" / "item_latent.npy")
+                out / TRUTH_DIR / "items.parquet", cfg.row_group_rows)
+    write_npy(cat.item_ids[order], out / TRUTH_DIR / "item_ids.npy")
+    write_npy(latent[order], out / TRUTH_DIR / "item_latent.npy")
 
 
 def _write_blocks(parts: WorldParts, out: Path, show_progress_bar: bool) -> dict:
     cfg = parts.cfg
     rg = cfg.row_group_rows
     writers = {
-        "users": RowGroupWriter(out / "users.parquet", USERS_SCHEMA, rg),
-        "behaviors": RowGroupWriter(out / "behaviors.parquet", BEHAVIORS_SCHEMA, rg),
-        "impressions": RowGroupWriter(out / "impressions.parquet", IMPRESSIONS_SCHEMA, rg),
-        "truth_users": RowGroupWriter(out / "truth" / "users.parquet", TRUTH_USERS_SCHEMA, rg),
-        "truth_requests": RowGroupWriter(out / "truth" / "requests.parquet", TRUTH_REQUESTS_SCHEMA, rg),
-        "truth_impressions": RowGroupWriter(out / "truth" / "impressions.parquet", TRUTH_IMPRESSIONS_SCHEMA, rg),
+        "users": RowGroupWriter(out / FILES["users"], USERS_SCHEMA, rg),
+        "behaviors": RowGroupWriter(out / FILES["behaviors"], BEHAVIORS_SCHEMA, rg),
+        "impressions": RowGroupWriter(out / FILES["impressions"], IMPRESSIONS_SCHEMA, rg),
+        "truth_users": RowGroupWriter(out / TRUTH_DIR / TRUTH_USERS, TRUTH_USERS_SCHEMA, rg),
+        "truth_requests": RowGroupWriter(out / TRUTH_DIR / "requests.parquet", TRUTH_REQUESTS_SCHEMA, rg),
+        "truth_impressions": RowGroupWriter(out / TRUTH_DIR / "impressions.parquet", TRUTH_IMPRESSIONS_SCHEMA, rg),
     }
     n_blocks = -(-cfg.n_users // cfg.users_per_block)
     next_request_id, clicks = 1, 0

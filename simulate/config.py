@@ -91,7 +91,7 @@ class WorldConfig:
         for name in _positive_ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name} must be >= 1, got {getattr(self, name)}")
-        from .vocab import TOP_CATEGORIES
+        from .words import TOP_CATEGORIES
 
         if not 1 <= self.n_top_categories <= len(TOP_CATEGORIES):
             raise ValueError(f"config field n_top_categories must be in 1..{len(TOP_CATEGORIES)}, "
@@ -126,7 +126,7 @@ class WorldConfig:
 
     def n_leaves(self) -> int:
         """Number of leaf categories in the first `n_top_categories` top categories."""
-        from .vocab import TOP_CATEGORIES
+        from .words import TOP_CATEGORIES
 
         return sum(len(t["leaves"]) for t in TOP_CATEGORIES[: self.n_top_categories])
 

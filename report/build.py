@@ -2,7 +2,7 @@
 
 Writes OUT/report.html (self-contained), OUT/report.md with OUT/figures/*.png, and OUT/report.json
 (every number shown, for scripts). All metrics are recomputed from each run's predictions.parquet
-with `daian.metrics` (`daian.report.scored`); the sections are drawn by `daian.report.sections`.
+with `daian.metrics` (`report.scored`); the sections are drawn by `report.sections`.
 """
 from __future__ import annotations
 
@@ -12,20 +12,19 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from daian.report import sections as S
-from daian.report.config import ReportConfig
-from daian.report.data import Catalogue, Labelled, Truth, resolve_inputs
-from daian.report.runs import checkpoint_train_config, collect_runs
-from daian.report.scored import load_scored, load_sweep
-from daian.report.writers import Document, write_html, write_markdown
+from daian.run_folder import checkpoint_train_config, collect_runs
+from report import sections as S
+from report.config import ReportConfig
+from report.data import ItemTitles, Truth, resolve_inputs
+from report.scored import load_scored, load_sweep
+from report.writers import Document, write_html, write_markdown
 
 
 def build_report(config: ReportConfig) -> dict[str, Path]:
     """Write the report of `config.runs`; returns the paths written (html, md, json, figures)."""
     runs = collect_runs(list(config.runs))
-    data, dataset = resolve_inputs(config.data, config.dataset, checkpoint_train_config(runs[0]))
-    labelled = Labelled.open(data)
-    catalogue = Catalogue.read(dataset)
+    labelled, dataset = resolve_inputs(config.data, config.dataset, checkpoint_train_config(runs[0]))
+    items = ItemTitles.read(dataset)
     truth = Truth.read(dataset)
     scored = load_scored(runs, labelled, config.progress)
     sweep = load_sweep(config)
@@ -37,10 +36,10 @@ def build_report(config: ReportConfig) -> dict[str, Path]:
         lambda: S.comparison_section(scored, config, doc_json),
         lambda: S.ablation_section(scored, config, doc_json),
         lambda: S.intent_section(scored, labelled, truth, config, doc_json),
-        lambda: S.diversity_section(scored, labelled, truth, catalogue, config, doc_json),
+        lambda: S.diversity_section(scored, labelled, truth, items, config, doc_json),
         lambda: S.sweep_section(sweep, scored, labelled, config, doc_json),
         lambda: S.ctr_section(labelled, config, doc_json),
-        lambda: S.examples_section(scored, catalogue, config, doc_json),
+        lambda: S.examples_section(scored, items, config, doc_json),
     ]
     sections = []
     for step in tqdm(steps, desc="report: sections", disable=not config.progress, unit="section"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from intent_labels.labelled import SPLITS
+
 DIVERSITY_MEASURES = ("labels", "profile", "categories")
-SPLITS = ("train", "test")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The report's figures, one function each, drawn with matplotlib's object API (Agg canvas).
 
-Every function takes numbers already computed (`daian.report.analysis`) and returns a
+Every function takes numbers already computed (`report.analysis`) and returns a
 `matplotlib.figure.Figure`; `to_png` renders one to PNG bytes. No pyplot, so no global state and
 no display is touched.
 """

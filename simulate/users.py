@@ -23,7 +23,7 @@ from .catalogue import Catalogue
 from .config import WorldConfig
 from .latent import Directions
 from .sampling import gumbel_top_k, stream
-from .vocab import COLOURS, STYLES
+from .words import COLOURS, STYLES
 
 SEED_GROUPS = 4  # component key of the (gender, age) group preferences
 SEED_USERS = 5  # component key of the per-block user draws

@@ -21,7 +21,7 @@ import numpy as np
 from .catalogue import Catalogue
 from .config import WorldConfig
 from .sampling import stream
-from .vocab import COLOURS, MATERIALS, STYLES
+from .words import COLOURS, MATERIALS, STYLES
 
 SEED_LATENT = 2  # component key of the latent directions' random stream
 

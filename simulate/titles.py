@@ -11,7 +11,7 @@ from __future__ import annotations
 from .catalogue import Catalogue
 from .config import WorldConfig
 from .sampling import stream
-from .vocab import COLOURS, MATERIALS, STYLES
+from .words import COLOURS, MATERIALS, STYLES
 
 SEED_TITLES = 3  # component key of the titles' random stream
 
