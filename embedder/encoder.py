@@ -22,6 +22,8 @@ from .items import as_items
 
 BACKENDS = ("qwen-vl", "text")
 ON_BAD_IMAGE = ("fail", "text-only")
+QWEN_VL_ONLY = ("instruction", "min_pixels", "max_pixels")  # settings the text backend has no use for
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # model dtype; auto = bf16 on CUDA, fp32 on CPU
 
 
 @dataclass
@@ -49,8 +51,8 @@ class EmbedderConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if self.precision not in ("auto", "float32", "bfloat16", "float16"):
-            raise ValueError(f"precision must be auto, float32, bfloat16 or float16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class ItemEmbedder:
         if c.backend == "text":
             from .text import TextBackend
 
-            for name in ("instruction", "min_pixels", "max_pixels"):
+            for name in QWEN_VL_ONLY:
                 if getattr(c, name) is not None:
                     raise ValueError(f"{name} applies to backend 'qwen-vl' only")
             self.backend = TextBackend(c.model, pooling=c.pooling, max_seq_length=c.max_seq_length,

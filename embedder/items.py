@@ -204,7 +204,7 @@ def render_texts(table: pa.Table, template: str, source: str = "items") -> list[
 
 def read_items_table(path: str | Path) -> pa.Table:
     """Read and validate items.parquet (the one place the embedder reads that file)."""
-    from retrieval.contract import read_table
+    from common.contract import read_table
 
     return read_table(Path(path), "items")
 

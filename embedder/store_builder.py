@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from retrieval.store import EMBEDDINGS_FILE, INDEX_FILE, ITEM_IDS_FILE, MANIFEST_FILE, write_manifest
+from retrieval.store import (EMBEDDINGS_FILE, INDEX_FILE, INPUT_KEY, ITEM_IDS_FILE, MANIFEST_FILE, VECTOR_DTYPES,
+                             write_manifest)
 
 from .encoder import ON_BAD_IMAGE, EmbedderConfig, ItemEmbedder
 from .items import (AUTO_TEXT, Item, as_items, file_sha256, items_from_table, items_sha256, picture_size,
@@ -50,8 +51,8 @@ class BuildConfig:
     show_progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype must be float32 or float16, got {self.dtype!r}")
+        if self.dtype not in VECTOR_DTYPES:
+            raise ValueError(f"dtype must be one of {VECTOR_DTYPES}, got {self.dtype!r}")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {self.on_bad_image!r}")
         if self.batch_size < 1 or self.shard_size < 1:
@@ -203,7 +204,7 @@ def build_store_from_config(cfg: BuildConfig, items: Any = None, *, embedder: It
     n_no_picture = sum(it.picture is None for it in loaded)  # the text backend ignores all pictures
     manifest = dict(
         embedder.settings(), format=FORMAT, count=len(loaded), dtype=cfg.dtype, normalized=True,
-        input=source, batch_size=cfg.batch_size, on_bad_image=cfg.on_bad_image,
+        **{INPUT_KEY: source}, batch_size=cfg.batch_size, on_bad_image=cfg.on_bad_image,
         items_without_picture={"no_picture_given": n_no_picture, "bad_picture_text_only": text_only},
         index=_build_index(out, cfg.index, len(loaded), embedder.dim) if cfg.index else None,
     )

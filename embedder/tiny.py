@@ -147,6 +147,8 @@ def write_tiny_catalogue(out: str | Path, n: int = 12, *, seed: int = 0, no_pict
     import pyarrow.parquet as pq
     from PIL import Image, ImageDraw
 
+    from common.contract import FILES
+
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -175,6 +177,6 @@ def write_tiny_catalogue(out: str | Path, n: int = 12, *, seed: int = 0, no_pict
     schema = pa.schema([("item_id", pa.int64()), ("title", pa.string()), ("image", pa.string()),
                         ("category_id", pa.int64()), ("top_category_id", pa.int64()),
                         ("brand_id", pa.int64()), ("price", pa.float64())])
-    path = out / "items.parquet"
+    path = out / FILES["items"]
     pq.write_table(pa.table(rows, schema=schema), path)
     return path

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .binning import fit_bin_edges, intent_distribution, similarity_level
+from .binning import fit_bin_edges, intent_distribution
 from .config import LabelConfig
+from .labelled import similarity_level
 
 __all__ = ["LabelConfig", "fit_bin_edges", "intent_distribution", "label_intents", "similarity_level"]
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from retrieval.contract import validate_table
+from common.contract import FILES, validate_table
 from retrieval.store import EmbeddingStore
 
-from .binning import SKETCH_BINS, similarity_level, similarity_sketch
+from .binning import SKETCH_BINS, similarity_sketch
 from .history import (DAY_S, NO_CATEGORY_TRIGGER, BehaviourLog, ItemCatalog, histories,
                       store_rows, subsequences)
+from .labelled import similarity_level
 from .ragged import take_segments
 from .similarity import pair_similarity_fast
 
@@ -50,7 +51,7 @@ DAYS_SCHEMA = pa.schema([("day", pa.int64()), ("sim_min", pa.float32()), ("sim_m
 CLICKS_SCHEMA = pa.schema([("request_id", pa.int64()), ("sim", pa.float32())])
 
 
-def scan_batch(batch: pa.Table | pa.RecordBatch, store: EmbeddingStore, *, source: str = "impressions.parquet",
+def scan_batch(batch: pa.Table | pa.RecordBatch, store: EmbeddingStore, *, source: str = FILES["impressions"],
                row_offset: int = 0, keep_rejects: bool = True) -> dict[str, pa.Table]:
     """Validate one batch of impressions and summarise it (see the module docstring).
 

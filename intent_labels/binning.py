@@ -15,7 +15,7 @@ high end the right edge of the bin holding the (1-q)-quantile, both kept inside 
 end bins reach min and max themselves).
 Similarities outside the range (on later days, or the trimmed tails) are clipped into the first or
 last level. Level 0 is the least similar, n-1 the most. Each bin is half-open [e_i, e_{i+1}) except
-the last, which also holds e_n.
+the last, which also holds e_n: the one level rule, `intent_labels.labelled.similarity_level`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .labelled import EDGES_KEY
 
 SKETCH_BINS = 4096  # histogram bins over the cosine range [-1, 1] (width 2 / 4096 ~ 0.0005)
 
@@ -85,15 +86,6 @@ def check_bin_edges(edges: np.ndarray) -> np.ndarray:
     return edges
 
 
-def similarity_level(sims: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Level of each similarity: i where edges[i] <= s < edges[i+1], clipped to [0, n-1] -> int8."""
-    edges = np.asarray(edges, dtype=np.float64)
-    n = edges.size - 1
-    # Comparing against the inner edges only gives the clipping for free.
-    level = np.searchsorted(edges[1:-1], np.asarray(sims, dtype=np.float64), side="right")
-    return level.astype(np.int8 if n <= 127 else np.int32)
-
-
 def intent_distribution(request_index: np.ndarray, clicked_levels: np.ndarray, n_requests: int,
                         levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-request intent from the levels of its clicked targets.
@@ -120,7 +112,7 @@ def intent_distribution(request_index: np.ndarray, clicked_levels: np.ndarray, n
 
 
 def load_bin_edges(path: str | Path) -> np.ndarray:
-    """Read edges from a JSON list, a JSON object with "bin_edges" (a labelling manifest) or .npy."""
+    """Read edges from a JSON list, a JSON object with the edges key (a labelling manifest) or .npy."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such bin-edges file")
@@ -131,7 +123,7 @@ def load_bin_edges(path: str | Path) -> np.ndarray:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON ({exc})") from exc
     if isinstance(data, dict):
-        if "bin_edges" not in data:
-            raise ValueError(f"{path}: JSON object without a 'bin_edges' key")
-        data = data["bin_edges"]
+        if EDGES_KEY not in data:
+            raise ValueError(f"{path}: JSON object without a '{EDGES_KEY}' key")
+        data = data[EDGES_KEY]
     return check_bin_edges(np.asarray(data, dtype=np.float64))

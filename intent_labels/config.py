@@ -36,6 +36,8 @@ class LabelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.levels < 2:  # the labelled folder's readers need a distribution over two levels at least
+            raise ValueError(f"levels must be at least 2, got {self.levels}")
         if not self.hist_days > 0:
             raise ValueError(f"hist_days must be > 0, got {self.hist_days!r}")
         if not 0.0 <= self.edge_quantile < 0.5:

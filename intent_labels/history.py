@@ -23,13 +23,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.contract import ACTIONS
 from retrieval.store import EmbeddingStore
 
-from .binning import similarity_level
+from .labelled import similarity_level
 from .ragged import first_k_where, ragged_range, segment_ids
 from .similarity import pair_similarity_fast
 
-ACTIONS = ("click", "cart", "buy")  # hist_action codes 0, 1, 2
 DAY_S = 86_400
 NO_CATEGORY_ITEM = -1  # category of a behaviour whose item is absent from items.parquet
 NO_CATEGORY_TRIGGER = -2  # never equal to NO_CATEGORY_ITEM, so unknowns never match

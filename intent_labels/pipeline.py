@@ -24,21 +24,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from retrieval.contract import read_table
-from retrieval.store import EmbeddingStore
+from common.contract import ACTIONS, FILES, read_table
+from retrieval.store import EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE, EmbeddingStore
 
 from .batch import (REASONS, SHOW_IDS, LabelContext, label_batch, merge_scans, output_schema,
                     parquet_options, scan_batch)
-from .binning import check_bin_edges, edges_from_sketch, intent_distribution, load_bin_edges, similarity_level
+from .binning import check_bin_edges, edges_from_sketch, intent_distribution, load_bin_edges
 from .config import LabelConfig
-from .history import ACTIONS, DAY_S, BehaviourLog, ItemCatalog
-
-MANIFEST_VERSION = 1
+from .history import DAY_S, BehaviourLog, ItemCatalog
+from .labelled import (DATASET_KEY, EDGES_KEY, INPUTS_KEY, LEVELS_KEY, MANIFEST, MANIFEST_VERSION, REJECTS,
+                       SPLITS, STATS_DIR, VERSION_KEY, similarity_level, split_file)
 
 
 def impression_files(data: Path) -> list[Path]:
     """DATA/impressions.parquet, or the sorted *.parquet parts of a DATA/impressions.parquet/ folder."""
-    path = data / "impressions.parquet"
+    path = data / FILES["impressions"]
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
@@ -82,10 +82,10 @@ class Inputs:
 
 def load_inputs(config: LabelConfig) -> Inputs:
     store = EmbeddingStore.load(config.store)
-    items = read_table(config.data / "items.parquet", "items",
+    items = read_table(config.data / FILES["items"], "items",
                        columns=["item_id", "category_id", "top_category_id"])
     catalog = ItemCatalog.from_table(items)
-    behaviors = read_table(config.data / "behaviors.parquet", "behaviors",
+    behaviors = read_table(config.data / FILES["behaviors"], "behaviors",
                            columns=["user_id", "item_id", "ts", "action"])
     return Inputs(store, catalog, BehaviourLog.build(behaviors, catalog, store),
                   impression_files(config.data))
@@ -185,7 +185,7 @@ def check_rejects(counts: dict[str, int], rejects: pa.Table, config: LabelConfig
         f"({', '.join(f'{k}: {v}' for k, v in counts.items() if v)}); first item ids "
         f"{items.column('item_id').to_pylist()[:SHOW_IDS]}, first trigger ids "
         f"{trigs.column('trigger_item_id').to_pylist()[:SHOW_IDS]}. Rebuild the store over "
-        f"items.parquet, or pass on_missing='drop' (--on-missing drop) to write them to rejects.parquet")
+        f"{FILES['items']}, or pass on_missing='drop' (--on-missing drop) to write them to {REJECTS}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
             part = scan_batch(batch, inputs.store, source=str(f), row_offset=offset, keep_rejects=keep)
             if keep and part["rejects"].num_rows:
                 if writer is None:
-                    writer = pq.ParquetWriter(config.out / "rejects.parquet", part["rejects"].schema)
+                    writer = pq.ParquetWriter(config.out / REJECTS, part["rejects"].schema)
                 writer.write_table(part["rejects"])
             parts.append(part)
             if len(parts) % 64 == 0:  # keep the per-day sketches from growing with the file
@@ -219,7 +219,7 @@ def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
 def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[str, dict]:
     """Pass 2 in process: each batch's train rows, then its test rows, labelled and appended."""
     schema = output_schema(pq.ParquetFile(inputs.impression_files[0]).schema_arrow)
-    paths = {s: config.out / f"{s}.parquet" for s in ("train", "test")}
+    paths = {s: config.out / split_file(s) for s in SPLITS}
     writers = {s: pq.ParquetWriter(p, schema, **parquet_options(schema)) for s, p in paths.items()}
     rows = {s: 0 for s in paths}
     # Encoding Parquet releases the GIL: write batch k on a thread while batch k+1 is labelled.
@@ -290,24 +290,25 @@ def run(config: LabelConfig) -> Path:
     if rows_in != rows_out + rejected:
         raise RuntimeError(f"row accounting broke: {rows_in} rows in, {rows_out} written, {rejected} rejected")
     if config.on_missing == "drop" and rejected == 0:
-        pq.write_table(scan["rejects"].slice(0, 0), config.out / "rejects.parquet")
+        pq.write_table(scan["rejects"].slice(0, 0), config.out / REJECTS)
 
     from .stats import coverage, write_stats
     cov = coverage(inputs, scan, requests, boundary, reject_counts)
     manifest = _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in,
                          cov, time.perf_counter() - start)
-    (config.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    write_stats(config.out / "stats", requests, boundary, cov, config.data / "truth")
+    (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_stats(config.out / STATS_DIR, requests, boundary, cov, config.data)
     return config.out
 
 
 def _remove_stale_outputs(out: Path) -> None:
-    """Outputs of an earlier run (of either engine) that this run may not overwrite."""
-    for name in ("train", "test"):
-        (out / f"{name}.parquet").unlink(missing_ok=True)
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
-    (out / "rejects.parquet").unlink(missing_ok=True)
+    """Outputs of an earlier run (of either engine, a split being a file or a folder of parts) that
+    this run may not overwrite; OUT/<split>/ is where the Ray engine wrote its parts before."""
+    for path in [out / REJECTS] + [out / split_file(s) for s in SPLITS] + [out / s for s in SPLITS]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _reject_counts(table: pa.Table) -> dict[str, int]:
@@ -338,13 +339,13 @@ def _split_counts(requests: Requests, boundary: int, outputs: dict[str, dict]) -
 
 def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in, cov,
               seconds) -> dict:
-    files = [config.data / "items.parquet", config.data / "behaviors.parquet", *inputs.impression_files]
-    store_files = [config.store / n for n in ("embeddings.npy", "item_ids.npy", "manifest.json")]
+    files = [config.data / FILES["items"], config.data / FILES["behaviors"], *inputs.impression_files]
+    store_files = [config.store / n for n in (EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE)]
     sm = inputs.store.manifest
     return {
-        "version": MANIFEST_VERSION,
-        "levels": int(edges.size - 1),
-        "bin_edges": [float(e) for e in edges],
+        VERSION_KEY: MANIFEST_VERSION,
+        LEVELS_KEY: int(edges.size - 1),
+        EDGES_KEY: [float(e) for e in edges],
         "bin_edges_source": "given" if config.bin_edges is not None else (
             f"fitted: equal width over the [{config.edge_quantile}, {1 - config.edge_quantile}] quantile range "
             "(within [min, max]) of the train split's trigger-target similarities, all exposed impressions"),
@@ -360,12 +361,12 @@ def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts,
                    "rows_rejected": sum(reject_counts.values()),
                    **_split_counts(requests, boundary, outputs)},
         "rejects": {"on_missing": config.on_missing, "by_reason": reject_counts,
-                    "path": "rejects.parquet" if config.on_missing == "drop" else None},
+                    "path": REJECTS if config.on_missing == "drop" else None},
         "columns": {"hist_action": {"codes": list(ACTIONS)},
                     "hist_dt_min": "floor((request ts - behaviour ts) / 60)",
                     "intent": "all zeros where has_intent is false"},
-        "dataset": str(Path(config.data).resolve()),
-        "inputs": {str(p.relative_to(config.data)): sha256(p) for p in files},
+        DATASET_KEY: str(Path(config.data).resolve()),
+        INPUTS_KEY: {str(p.relative_to(config.data)): sha256(p) for p in files},
         "store": {"path": str(config.store), "count": len(inputs.store), "dim": inputs.store.dim,
                   "dtype": str(inputs.store.vectors.dtype),
                   "manifest": {k: sm[k] for k in ("backend", "model", "pooling", "dtype", "count", "dim")

@@ -2,9 +2,10 @@
 
 Pass 1 maps `scan_batch` over the impression shards; each batch returns its small summaries as one
 row of Arrow IPC blobs, gathered on the driver. Pass 2 maps `label_batch` once per split and writes
-OUT/train/ and OUT/test/ as folders of Parquet parts. The label context (edges, request table,
-sorted behaviour log) goes to the object store once; workers open the embedding store from its path
-(memory-mapped), so the store and the data must sit on storage every node can read.
+OUT/train.parquet/ and OUT/test.parquet/ as folders of Parquet parts (`intent_labels.labelled`).
+The label context (edges, request table, sorted behaviour log) goes to the object store once;
+workers open the embedding store from its path (memory-mapped), so the store and the data must sit
+on storage every node can read.
 
 Ray is an optional dependency (`pip install "daian-toolkit[ray]"`). Ray Data starts a local Ray
 when none is running, or joins the cluster named by RAY_ADDRESS (see docs/labels.md).
@@ -19,9 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.cli import MissingDependency
 from retrieval.store import EmbeddingStore
 
 from .batch import LabelContext, label_batch, merge_scans, output_schema, parquet_options, scan_batch
+from .labelled import REJECTS, SPLITS, split_file
 
 _STORES: dict[str, EmbeddingStore] = {}  # per worker process: the store opened once per path
 
@@ -31,7 +34,7 @@ def _ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise ImportError("engine='ray' needs Ray Data: pip install 'ray[data]' "
+        raise MissingDependency("engine='ray' needs Ray Data: pip install 'ray[data]' "
                           "(or the project's extra: pip install '.[ray]')") from exc
     return ray
 
@@ -82,7 +85,7 @@ def scan(config, inputs) -> dict[str, pa.Table]:
     parts = [{name: _from_bytes(row[name]) for name in row} for row in rows]
     merged = merge_scans(parts)
     if keep and merged and merged["rejects"].num_rows:
-        pq.write_table(merged["rejects"], config.out / "rejects.parquet")
+        pq.write_table(merged["rejects"], config.out / REJECTS)
     return merged
 
 
@@ -92,8 +95,8 @@ def label(config, inputs, ctx: LabelContext) -> dict[str, dict]:
     ctx_ref = ray.put(dataclasses.replace(ctx, store=None))
     schema = output_schema(pq.ParquetFile(inputs.impression_files[0]).schema_arrow)
     outputs = {}
-    for split in ("train", "test"):
-        folder = config.out / split
+    for split in SPLITS:
+        folder = config.out / split_file(split)
         shutil.rmtree(folder, ignore_errors=True)
         _dataset(inputs.impression_files, config.show_progress_bar).map_batches(
             _label_fn, batch_format="pyarrow", batch_size=config.batch_rows,
@@ -104,5 +107,5 @@ def label(config, inputs, ctx: LabelContext) -> dict[str, dict]:
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(schema.empty_table(), folder / "empty.parquet")
         n = int(np.sum([pq.ParquetFile(p).metadata.num_rows for p in parts])) if parts else 0
-        outputs[split] = {"path": f"{split}/", "rows": n}
+        outputs[split] = {"path": f"{folder.name}/", "rows": n}
     return outputs

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from common.contract import read_truth_users
 
 USER_TYPE_COLUMNS = ("intent_type", "user_type", "type")  # looked for in truth/users.parquet
 
@@ -47,7 +48,8 @@ def coverage(inputs, scan: dict[str, pa.Table], requests, boundary: int, reject_
     return out
 
 
-def write_stats(folder: Path, requests, boundary: int, cov: dict, truth: Path) -> None:
+def write_stats(folder: Path, requests, boundary: int, cov: dict, dataset: Path) -> None:
+    """Write the files above into `folder`; user types come from `dataset`'s truth, if any."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "coverage.json").write_text(json.dumps(cov, indent=2) + "\n")
     lines = ["# Labelling coverage", "", "| what | value |", "|---|---|"]
@@ -78,7 +80,7 @@ def write_stats(folder: Path, requests, boundary: int, cov: dict, truth: Path) -
     fig.savefig(folder / "intent_overall.png", dpi=100)
     plt.close(fig)
 
-    types = _user_types(truth)
+    types = _user_types(dataset)
     if types is None:
         return
     ids, labels = types
@@ -100,16 +102,12 @@ def write_stats(folder: Path, requests, boundary: int, cov: dict, truth: Path) -
     plt.close(fig)
 
 
-def _user_types(truth: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(sorted user ids, their planted type) from truth/users.parquet, or None if absent."""
-    path = truth / "users.parquet"
-    if not path.is_file():
+def _user_types(dataset: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted user ids, their planted type) from truth/users.parquet, or None without a type."""
+    table = read_truth_users(dataset)
+    col = None if table is None else next((c for c in USER_TYPE_COLUMNS if c in table.column_names), None)
+    if col is None:
         return None
-    names = pq.ParquetFile(path).schema_arrow.names
-    col = next((c for c in USER_TYPE_COLUMNS if c in names), None)
-    if col is None or "user_id" not in names:
-        return None
-    table = pq.read_table(path, columns=["user_id", col])
     ids = table.column("user_id").to_numpy()
     labels = np.asarray(pc.cast(table.column(col), pa.string()).to_pylist(), dtype=object)
     order = np.argsort(ids)

@@ -2,7 +2,9 @@
 
 `StoreSearcher` pairs an `EmbeddingStore` with a `SearchIndex` (the store's saved `index.faiss`, or an
 exact Flat index built on the fly) and answers top-k and range queries by query vectors or by item ids
-of the store itself (the item is left out of its own neighbours).
+of the store itself (the item is left out of its own neighbours). `search_store` is one query of
+`search-items`: a vector in, ranked hits with their titles out (the query is embedded by the caller;
+this package knows no model).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import numpy as np
 
 from .index import SearchIndex, build_index, load_index
 from .store import EmbeddingStore
+
+TITLE_COLUMNS = ["item_id", "title"]  # what the titles lookup reads of an items.parquet
 
 
 @dataclass
@@ -88,3 +92,60 @@ class StoreSearcher:
                 ids, scores = ids[keep], scores[keep]
             out.append((ids, scores))
         return out
+
+
+@dataclass
+class Hit:
+    """One neighbour of a query: its rank (1 = best), item id, cosine score and title."""
+
+    rank: int
+    item_id: int
+    score: float
+    title: str | None
+
+
+def read_titles(path: str | Path | None, ids: np.ndarray) -> dict[int, str]:
+    """Titles of `ids` from an items.parquet (only the two columns are read); {} without a file."""
+    if path is None or not Path(path).is_file():
+        return {}
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=TITLE_COLUMNS)
+    wanted = pa.array(np.asarray(ids, dtype=np.int64))
+    table = table.filter(pc.is_in(table.column("item_id"), value_set=wanted))
+    return dict(zip(table.column("item_id").to_pylist(), table.column("title").to_pylist()))
+
+
+def check_k(k: int, min_score: float | None) -> None:
+    """k neighbours: positive, or 0 together with a min_score (every item at or above it)."""
+    if k < 0 or (k == 0 and min_score is None):
+        raise ValueError(f"k must be positive (or 0 together with min_score), got {k}")
+
+
+def search_store(store: EmbeddingStore, query: np.ndarray, k: int = 10, min_score: float | None = None,
+                 exclude_ids: np.ndarray | None = None, items_path: str | Path | None = None,
+                 index_factory: str | None = None) -> list[Hit]:
+    """Neighbours of one (1, d) query vector, best first, with titles.
+
+    k > 0: the top k (those with cosine >= `min_score` when given); k = 0: every item with cosine >=
+    `min_score`. `exclude_ids` (one id) is left out, e.g. the query item itself. Titles come from
+    `items_path` (which must exist), else from the items file the store records, else none.
+    `index_factory` searches a fresh index of that faiss factory instead of the store's own.
+    """
+    check_k(k, min_score)
+    if items_path is not None and not Path(items_path).is_file():
+        raise FileNotFoundError(f"items file not found: {items_path}")
+    searcher = StoreSearcher.open(store, factory=index_factory)
+    if k == 0:
+        ids, scores = searcher.range(query, min_score, exclude_ids=exclude_ids)[0]
+    else:
+        found = searcher.search(query, k, exclude_ids=exclude_ids)
+        ids, scores = found.item_ids[0], found.scores[0]
+        keep = ids >= 0
+        if min_score is not None:
+            keep &= scores >= min_score
+        ids, scores = ids[keep], scores[keep]
+    titles = read_titles(items_path if items_path is not None else store.items_path, ids)
+    return [Hit(r + 1, int(i), float(s), titles.get(int(i))) for r, (i, s) in enumerate(zip(ids, scores))]

@@ -22,6 +22,14 @@ ITEM_IDS_FILE = "item_ids.npy"
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.faiss"
 VECTOR_DTYPES = ("float32", "float16")
+# The manifest entry naming the items file the store was embedded from ({"path": ..., ...}); the
+# `embed-items` writes it, search reads the titles from it.
+INPUT_KEY = "input"
+
+
+class MissingItemsError(KeyError, ValueError):
+    """Item ids absent from a store: a KeyError for a lookup, and a ValueError (a user error) for a
+    command line given an unknown id."""
 
 
 @dataclass
@@ -65,7 +73,12 @@ class EmbeddingStore:
                 raise FileNotFoundError(f"{path}: not an embedding store (missing {name})")
         vectors = np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None)
         item_ids = np.load(path / ITEM_IDS_FILE)
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        try:
+            manifest = json.loads((path / MANIFEST_FILE).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path / MANIFEST_FILE}: not valid JSON ({exc})") from exc
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{path / MANIFEST_FILE}: expected a JSON object, got {type(manifest).__name__}")
         if vectors.dtype.name not in VECTOR_DTYPES:
             raise ValueError(f"{path / EMBEDDINGS_FILE}: dtype {vectors.dtype}, expected one of {VECTOR_DTYPES}")
         if item_ids.dtype != np.int64:
@@ -75,6 +88,12 @@ class EmbeddingStore:
             if key in manifest and manifest[key] != actual:
                 raise ValueError(f"{path}: manifest says {key}={manifest[key]} but {EMBEDDINGS_FILE} has {actual}")
         return cls(vectors=vectors, item_ids=item_ids, manifest=manifest, path=path)
+
+    @property
+    def items_path(self) -> Path | None:
+        """The items file recorded in the manifest, when it is still there."""
+        path = (self.manifest.get(INPUT_KEY) or {}).get("path")
+        return Path(path) if path and Path(path).is_file() else None
 
     @property
     def index_path(self) -> Path | None:
@@ -91,7 +110,7 @@ class EmbeddingStore:
         return self._sorted_ids[pos] == ids if len(self._sorted_ids) else np.zeros(ids.shape, bool)
 
     def rows_for(self, ids: np.ndarray) -> np.ndarray:
-        """Row index of each id; raises KeyError naming the first ids absent from the store."""
+        """Row index of each id; raises MissingItemsError (a KeyError) naming the first absent ids."""
         ids = np.asarray(ids, dtype=np.int64)
         pos = np.searchsorted(self._sorted_ids, ids)
         if len(self._sorted_ids):
@@ -101,7 +120,7 @@ class EmbeddingStore:
             found = np.zeros(ids.shape, dtype=bool)
         if not found.all():
             missing = np.unique(ids[~found])
-            raise KeyError(
+            raise MissingItemsError(
                 f"{missing.size} item id(s) not in the store"
                 f"{' ' + str(self.path) if self.path else ''}: first {missing[:10].tolist()}"
             )

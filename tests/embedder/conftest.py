@@ -1,4 +1,5 @@
-"""Session fixtures for the embedder tests: a tiny catalogue, tiny Qwen-VL checkpoints, MiniLM once."""
+"""Session fixtures for the embedder tests: a tiny catalogue, tiny Qwen-VL checkpoints, MiniLM once,
+and a tiny Qwen-VL store for search-items."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from tests
@@ -7,7 +8,6 @@ import pytest
 
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 INSTRUCTION = "Find products like this one."
-
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,17 @@ def st_model(text_embedder):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(text_embedder.backend.model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def qwen_store(tmp_path_factory):
+    """A store of a 12-item catalogue embedded by a tiny Qwen2-VL, with the model folder."""
+    from embedder import build_store
+    from embedder.tiny import build_tiny_qwen_vl, write_tiny_catalogue
+
+    root = tmp_path_factory.mktemp("qwen_store")
+    items = write_tiny_catalogue(root / "data", n=12)
+    model = build_tiny_qwen_vl(root / "model", "qwen2_vl", seed=0)
+    store = build_store(items, root / "store", backend="qwen-vl", model=str(model), batch_size=4,
+                        index="Flat", show_progress_bar=False)
+    return store, model, items

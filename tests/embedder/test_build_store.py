@@ -5,11 +5,14 @@ import shutil
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from common.contract import ContractError
 from embedder import Item, build_store
+from embedder.cli import build_parser
 from embedder.cli import main as embed_items
 from retrieval.store import EmbeddingStore
 
@@ -134,7 +137,7 @@ def test_items_without_text_and_picture_or_duplicated(catalogue, text_embedder, 
     blank = table.set_column(1, "title", pa.array([""] + table.column("title").to_pylist()[1:]))
     blank = blank.set_column(2, "image", pa.array([None] * len(blank), pa.string()))
     pq.write_table(blank, tmp_path / "blank.parquet")
-    # items.parquet is checked by retrieval.contract (when present) or by the embedder: either names the row
+    # items.parquet is checked by common.contract (when present) or by the embedder: either names the row
     with pytest.raises(ValueError, match=r"neither.*(title|picture)") as err:
         build_store(tmp_path / "blank.parquet", tmp_path / "a", embedder=text_embedder, show_progress_bar=False)
     assert "1000" in str(err.value)
@@ -162,6 +165,23 @@ def test_embed_items_cli(catalogue, tiny_dirs, tmp_path, capsys):
     assert len(store) == 12 and json.loads((out / "manifest.json").read_text())["count"] == 12
     rc = embed_items(["--items", str(catalogue), "--out", str(tmp_path / "x"), "--instruction", "y"])
     assert rc == 2 and "--instruction applies to --backend qwen-vl only" in capsys.readouterr().err
+
+
+def test_embed_items_cli_contract_violation_exits_2_with_one_line(catalogue, tmp_path, user_error):
+    """items.parquet with an int32 item_id: one line naming the file and the column, no model loaded."""
+    table = pq.read_table(catalogue)
+    bad = tmp_path / "items.parquet"
+    pq.write_table(table.set_column(0, "item_id", pc.cast(table.column("item_id"), pa.int32())), bad)
+    args = ["--items", str(bad), "--out", str(tmp_path / "store"), "--no-progress"]
+    assert embed_items(args) == 2
+    assert user_error("embed-items").startswith(f"embed-items: error: {bad}: column 'item_id' has type int32")
+    with pytest.raises(ContractError, match="'item_id' has type int32"):
+        embed_items(args + ["--debug"])
+    assert not (tmp_path / "store").exists()
+
+
+def test_embed_items_every_flag_has_help(every_flag_has_help):
+    every_flag_has_help(build_parser())
 
 
 def _with_category_names(catalogue, tmp_path):

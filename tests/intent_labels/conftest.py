@@ -1,5 +1,8 @@
 """Fixtures: a small synthetic dataset following the data contract, and stores of random vectors.
 
+The simulator's tiny world, its MiniLM store and its labels are the suite-wide `tiny_world`,
+`tiny_text_store` and `tiny_labels` (tests/conftest.py).
+
 The synthetic world is made to hit the edge cases of the labelling: behaviours at exactly the
 request time (excluded), exactly 14 days before (included), ties in time, users without any
 behaviour, requests without a click, requests on several pages, rows of one request split across
@@ -133,30 +136,6 @@ def synth_labels(tmp_path_factory, synth_world, synth_store) -> Path:
 
     return label_intents(synth_world, synth_store, tmp_path_factory.mktemp("synth_out") / "labels",
                          batch_rows=50, show_progress_bar=False)
-
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> Path:
-    """The simulator's tiny world (skips where the simulator is not importable)."""
-    simulate = pytest.importorskip("daian.simulate", reason="the simulator is not available")
-    if not hasattr(simulate, "simulate_world"):
-        pytest.skip("daian.simulate.simulate_world is not available")
-    return simulate.simulate_world("tiny", tmp_path_factory.mktemp("tiny") / "world", seed=0,
-                                   overrides={"write_images": False})
-
-
-@pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory, tiny_world) -> Path:
-    ids = pq.read_table(tiny_world / "items.parquet", columns=["item_id"]).column("item_id").to_numpy()
-    return write_store(tmp_path_factory.mktemp("tiny_store") / "store", ids, dim=32, seed=3)
-
-
-@pytest.fixture(scope="session")
-def tiny_labels(tmp_path_factory, tiny_world, tiny_store) -> Path:
-    from intent_labels import label_intents
-
-    return label_intents(tiny_world, tiny_store, tmp_path_factory.mktemp("tiny_out") / "labels",
-                         batch_rows=4096, show_progress_bar=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 
 from intent_labels import label_intents
 from intent_labels.config import LabelConfig
-from retrieval.contract import ContractError
+from common.contract import ContractError
 
 from .conftest import write_store
 

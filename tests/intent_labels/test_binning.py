@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from intent_labels.binning import (fit_bin_edges, intent_distribution, load_bin_edges,
-                                   similarity_level)
+from intent_labels.binning import fit_bin_edges, intent_distribution, load_bin_edges
+from intent_labels.labelled import similarity_level
 
 
 def test_edges_equal_numpy_equal_width_edges():

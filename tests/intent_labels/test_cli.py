@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from common.contract import ContractError
 from intent_labels.cli import build_parser, main
 
 
@@ -26,10 +29,24 @@ def test_cli_smoke(tmp_path, synth_world, synth_store, capsys):
     assert (out / "stats" / "coverage.md").is_file()
 
 
-def test_every_flag_has_help():
-    parser = build_parser()
-    for action in parser._actions:
-        assert action.help, action.dest
-    with pytest.raises(SystemExit) as exc:
-        parser.parse_args(["--help"])
-    assert exc.value.code == 0
+def test_every_flag_has_help(every_flag_has_help):
+    every_flag_has_help(build_parser())
+
+
+def test_contract_violation_exits_2_with_one_line(tmp_path, synth_world, synth_store, user_error):
+    """impressions.parquet with a null user_id: one line naming the file, column and row; --debug raises."""
+    world = tmp_path / "world"
+    shutil.copytree(synth_world, world)
+    imp = pq.read_table(world / "impressions.parquet")
+    users = imp.column("user_id").to_pylist()
+    users[3] = None
+    i = imp.schema.get_field_index("user_id")
+    bad = imp.set_column(i, imp.schema.field(i), pa.array(users, pa.int64()))
+    pq.write_table(bad, world / "impressions.parquet")
+    args = ["--data", str(world), "--store", str(synth_store), "--out", str(tmp_path / "labels"), "--no-progress"]
+    assert main(args) == 2
+    assert user_error("label-intents").startswith(
+        f"label-intents: error: {world / 'impressions.parquet'}: column 'user_id': 1 row(s) are null; "
+        "first row(s) [3]")
+    with pytest.raises(ContractError, match="'user_id': 1 row"):
+        main(args + ["--debug"])

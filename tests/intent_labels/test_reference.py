@@ -73,5 +73,5 @@ def test_small_caps_and_other_levels_match_reference(tmp_path, synth_world, synt
 
 
 @pytest.mark.slow
-def test_tiny_world_matches_reference(tiny_labels, tiny_world, tiny_store, reference):
-    assert_matches_reference(tiny_labels, reference(tiny_world, tiny_store))
+def test_tiny_world_matches_reference(tiny_labels, tiny_world, tiny_text_store, reference):
+    assert_matches_reference(tiny_labels, reference(tiny_world, tiny_text_store))

@@ -32,5 +32,5 @@ def test_stats_on_the_synthetic_world(synth_labels, synth_world, synth_store):
     check_stats(synth_labels, synth_world, synth_store)
 
 
-def test_stats_on_the_tiny_world(tiny_labels, tiny_world, tiny_store):
-    check_stats(tiny_labels, tiny_world, tiny_store)
+def test_stats_on_the_tiny_world(tiny_labels, tiny_world, tiny_text_store):
+    check_stats(tiny_labels, tiny_world, tiny_text_store)

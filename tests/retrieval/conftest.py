@@ -1,11 +1,6 @@
-"""Session fixtures for the retrieval tests: synthetic stores, and one tiny Qwen-VL store for the CLI."""
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from tests
-
+"""Session fixtures for the retrieval tests: synthetic stores (retrieval knows no model)."""
 import numpy as np
 import pytest
-
 
 
 def unit_rows(x):
@@ -31,17 +26,3 @@ def clustered():
     data = unit_rows(centres[rng.integers(0, 80, 8000)] + 1.0 * rng.standard_normal((8000, 32)))
     queries = unit_rows(centres[rng.integers(0, 80, 100)] + 1.0 * rng.standard_normal((100, 32)))
     return data, queries
-
-
-@pytest.fixture(scope="session")
-def qwen_store(tmp_path_factory):
-    """A store of a 12-item catalogue embedded by a tiny Qwen2-VL, with the model folder."""
-    from embedder import build_store
-    from embedder.tiny import build_tiny_qwen_vl, write_tiny_catalogue
-
-    root = tmp_path_factory.mktemp("qwen_store")
-    items = write_tiny_catalogue(root / "data", n=12)
-    model = build_tiny_qwen_vl(root / "model", "qwen2_vl", seed=0)
-    store = build_store(items, root / "store", backend="qwen-vl", model=str(model), batch_size=4,
-                        index="Flat", show_progress_bar=False)
-    return store, model, items

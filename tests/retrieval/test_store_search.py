@@ -1,16 +1,18 @@
-"""EmbeddingStore, pair_similarity and StoreSearcher against numpy."""
+"""EmbeddingStore, pair_similarity, StoreSearcher and search_store against numpy."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from retrieval.index import SearchIndex, build_index, save_index
-from retrieval.search import StoreSearcher
+from retrieval.search import StoreSearcher, search_store
 from retrieval.similarity import pair_similarity
-from retrieval.store import EmbeddingStore, write_store
+from retrieval.store import EmbeddingStore, MissingItemsError, write_store
 
 
 def test_load_is_memory_mapped_and_looks_up_ids(random_store):
@@ -93,9 +95,46 @@ def test_searcher_range_and_saved_index(random_store, tmp_path):
 
 
 def test_library_does_not_import_embedder():
-    """embedder -> retrieval, never the reverse (the search-items CLI imports embedder lazily)."""
-    code = ("import sys, retrieval.store, retrieval.index, retrieval.search, retrieval.similarity, retrieval.cli; "
+    """embedder -> retrieval, never the reverse (search-items embeds its query in the embedder)."""
+    code = ("import sys, retrieval, retrieval.store, retrieval.index, retrieval.search, retrieval.similarity; "
             "print(any(m == 'embedder' or m.startswith('embedder.') for m in sys.modules))")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+def test_search_store_equals_brute_force_with_titles(random_store, tmp_path):
+    """One search-items query from a vector: top k or all above min_score, the query item left out,
+    titles from the given items file, or from the one the manifest records."""
+    store = EmbeddingStore.load(random_store)
+    vecs = np.asarray(store.vectors, dtype=np.float32)
+    query_id = int(store.item_ids[10])
+    q = vecs[10:11]
+    sims = vecs @ q[0]
+    order = [r for r in np.argsort(-sims, kind="stable") if store.item_ids[r] != query_id]
+    titles = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": store.item_ids, "title": [f"t{i}" for i in store.item_ids]}), titles)
+    hits = search_store(store, q, 6, exclude_ids=np.array([query_id]), items_path=titles)
+    assert [h.item_id for h in hits] == store.item_ids[order[:6]].tolist()
+    assert [h.rank for h in hits] == list(range(1, 7))
+    np.testing.assert_allclose([h.score for h in hits], sims[order[:6]], atol=1e-5)
+    assert [h.title for h in hits] == [f"t{i}" for i in store.item_ids[order[:6]]]
+    threshold = float(sims[order[3]]) - 1e-6  # the 4 best besides the query item
+    hits = search_store(store, q, 0, min_score=threshold, exclude_ids=np.array([query_id]))
+    assert sorted(h.item_id for h in hits) == sorted(store.item_ids[order[:4]].tolist())
+    assert all(h.title is None for h in hits)  # no items file recorded, none given
+    assert [h.item_id for h in search_store(store, q, 50, min_score=threshold)] == \
+        [query_id] + store.item_ids[order[:4]].tolist()
+    recorded = EmbeddingStore(store.vectors, store.item_ids, dict(store.manifest, input={"path": str(titles)}))
+    assert [h.title for h in search_store(recorded, q, 2)] == [f"t{query_id}", f"t{store.item_ids[order[0]]}"]
+    with pytest.raises(ValueError, match="k must be positive"):
+        search_store(store, q, 0)
+    with pytest.raises(FileNotFoundError, match="items file not found"):
+        search_store(store, q, 3, items_path=tmp_path / "none.parquet")
+
+
+def test_unknown_ids_are_a_key_error_and_a_value_error(random_store):
+    store = EmbeddingStore.load(random_store)
+    with pytest.raises(MissingItemsError) as err:
+        store.rows_for([12])
+    assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)

@@ -1,11 +1,14 @@
 """search-items end to end on a tiny Qwen-VL store, against brute force."""
+import shutil
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retrieval.cli import main as search_items
-from retrieval.store import EmbeddingStore
+from embedder.search_cli import build_parser
+from embedder.search_cli import main as search_items
+from retrieval.store import EMBEDDINGS_FILE, EmbeddingStore
 
 
 def printed(out):
@@ -99,3 +102,24 @@ def test_dimension_mismatch_without_recorded_hash(qwen_store, tmp_path):
     wider = build_tiny_qwen_vl(tmp_path / "wider", "qwen2_vl", hidden_size=64)
     with pytest.raises(ValueError, match="dimension mismatch: the store has dim 32 .* gives 64"):
         ItemEmbedder.from_manifest(manifest, model=str(wider))
+
+
+def test_a_broken_store_or_an_unknown_item_exits_2_with_one_line(qwen_store, tmp_path, user_error):
+    path, _, _ = qwen_store
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    (broken / EMBEDDINGS_FILE).unlink()
+    assert search_items(["--store", str(broken), "--item-id", "1000"]) == 2
+    line = user_error("search-items")
+    assert str(broken) in line and EMBEDDINGS_FILE in line
+    with pytest.raises(FileNotFoundError, match=EMBEDDINGS_FILE):
+        search_items(["--store", str(broken), "--item-id", "1000", "--debug"])
+    assert search_items(["--store", str(path), "--item-id", "5"]) == 2
+    line = user_error("search-items")
+    assert "not in the store" in line and "[5]" in line and str(path) in line
+    with pytest.raises(KeyError, match="not in the store"):
+        search_items(["--store", str(path), "--item-id", "5", "--debug"])
+
+
+def test_every_flag_has_help(every_flag_has_help):
+    every_flag_has_help(build_parser())

@@ -1,0 +1,142 @@
+"""The labelled folder, `label-intents`' output: its layout, manifest, columns and level rule.
+
+    OUT/manifest.json      how the labels were made; `levels`, `bin_edges` and `dataset` are read back
+    OUT/train.parquet      the train split (a file, or a folder of parts with --engine ray)
+    OUT/test.parquet       the test split
+    OUT/stats/             label statistics (informative)
+    OUT/rejects.parquet    impressions left out, with --on-missing drop
+
+The writer (`intent_labels.pipeline`) and every reader (`daian.data`, `report`) take the names,
+the manifest keys and the similarity-level rule from here. `LabelledFolder.open` validates the
+manifest once; code after it trusts `levels`, `edges` and `dataset`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "test")
+STATS_DIR = "stats"
+REJECTS = "rejects.parquet"
+MANIFEST_VERSION = 1
+# Manifest keys that readers rely on (the writer records more, for people).
+VERSION_KEY = "version"  # MANIFEST_VERSION of the writer
+LEVELS_KEY = "levels"  # n, the number of similarity levels
+EDGES_KEY = "bin_edges"  # the n + 1 level edges, fitted on the train split (or given)
+DATASET_KEY = "dataset"  # absolute path of the dataset folder that was labelled
+INPUTS_KEY = "inputs"  # dataset file (relative path) -> sha256
+# Columns of a split besides the impression's own (request_id, user_id, ts, trigger_item_id, page,
+# position, item_id, clicked); `intent_labels.batch.label_fields` gives their Arrow types.
+LIST_COLUMNS = ("intent", "hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids")
+
+
+def split_file(split: str) -> str:
+    """The name of a split's file (or folder of parts) inside the labelled folder."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    return f"{split}.parquet"
+
+
+def similarity_level(sims, edges) -> Any:
+    """Level of each similarity: i where edges[i] <= s < edges[i+1], clipped to [0, n-1].
+
+    The one level rule of the project: the labels, the subsequences, the report and the models
+    (DAIAN's intent at the pair's level, UIM's history spread) all call it. Comparisons run in
+    float64 against the inner edges, which gives the clipping for free and makes the rule right
+    for any increasing edges, not only equal-width ones. numpy in -> int8 (int32 past 127 levels)
+    numpy out; a torch tensor in -> int64 tensor on its device.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    if type(sims).__module__.startswith("torch"):
+        import torch
+
+        inner = torch.as_tensor(edges[1:-1], dtype=torch.float64, device=sims.device)
+        return torch.searchsorted(inner, sims.to(torch.float64).contiguous(), right=True)
+    level = np.searchsorted(edges[1:-1], np.asarray(sims, dtype=np.float64), side="right")
+    return level.astype(np.int8 if edges.size - 1 <= 127 else np.int32)
+
+
+def check_edges(edges, source: str = "bin edges") -> np.ndarray:
+    """1-D, at least 3 values (2 levels), finite, strictly increasing -> float64 array."""
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 3 or not np.isfinite(edges).all() or not (np.diff(edges) > 0).all():
+        raise ValueError(f"{source} must be at least 3 finite, strictly increasing numbers, "
+                         f"got {np.asarray(edges).tolist()!r}")
+    return edges
+
+
+@dataclass(frozen=True)
+class LabelledFolder:
+    """A validated label-intents output folder."""
+
+    path: Path
+    manifest: dict  # the whole manifest.json
+    levels: int  # n
+    edges: np.ndarray  # (n + 1,) float64 level edges
+    dataset: Path | None  # the labelled dataset folder, None when the manifest names none
+
+    @classmethod
+    def open(cls, path: str | Path) -> "LabelledFolder":
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{path}: no {MANIFEST} (expected a label-intents output folder)")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{manifest_path}: not valid JSON ({exc})") from exc
+        if not isinstance(manifest, dict) or EDGES_KEY not in manifest:
+            raise ValueError(f"{manifest_path}: no '{EDGES_KEY}' entry")
+        edges = check_edges(manifest[EDGES_KEY], f"{manifest_path}: '{EDGES_KEY}'")
+        levels = manifest.get(LEVELS_KEY, edges.size - 1)
+        if not isinstance(levels, int) or levels != edges.size - 1:
+            raise ValueError(f"{manifest_path}: '{LEVELS_KEY}' is {levels!r} but '{EDGES_KEY}' holds "
+                             f"{edges.size} edges ({edges.size - 1} levels)")
+        named = manifest.get(DATASET_KEY)
+        if named is not None and not isinstance(named, str):
+            raise ValueError(f"{manifest_path}: '{DATASET_KEY}' must be a folder path, got {named!r}")
+        dataset = None if named is None else (Path(named) if Path(named).is_absolute() else path / named)
+        return cls(path, manifest, levels, edges, dataset)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Dataset file (relative path) -> sha256, as recorded when labelling."""
+        return dict(self.manifest.get(INPUTS_KEY) or {})
+
+    def split_path(self, split: str) -> Path:
+        """OUT/<split>.parquet, a file or a folder of parts."""
+        path = self.path / split_file(split)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.path}: no {path.name} (file or folder of parts); "
+                                    "is this a label-intents output folder?")
+        return path
+
+    def schema(self, split: str) -> pa.Schema:
+        path = self.split_path(split)
+        try:
+            return pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: not a readable Parquet file or folder ({exc})") from exc
+
+    def read(self, split: str, columns: list[str], optional: tuple[str, ...] = ()) -> pa.Table:
+        """The named columns of one split (plus those of `optional` it has); ValueError names the
+        file and the missing columns, and a list column of another type."""
+        path = self.split_path(split)
+        names = self.schema(split).names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {names}")
+        table = pq.read_table(path, columns=list(columns) + [c for c in optional if c in names])
+        for name in LIST_COLUMNS:
+            if name in table.column_names:
+                t = table.schema.field(name).type
+                if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+                    raise ValueError(f"{path}: column '{name}' has type {t}, expected a list")
+        return table
