@@ -118,7 +118,7 @@ def write_synthetic(root: Path, seed: int = 0, n_train: int = 360, n_test: int =
         pq.write_table(pa.Table.from_pylist([{k: x[k] for k in schema.names} for x in part], schema=schema),
                        labelled / f"{split}.parquet")
     (labelled / "manifest.json").write_text(json.dumps({
-        "levels": LEVELS, "bin_edges": edges.tolist(), "data": str(dataset),
+        "levels": LEVELS, "bin_edges": edges.tolist(), "dataset": str(dataset),
         "store": {"path": str(store)}}))
     return {"root": root, "dataset": dataset, "store": store, "labelled": labelled}
 
@@ -139,17 +139,7 @@ def bundle(synthetic):
 
 
 @pytest.fixture(scope="session")
-def tiny_labelled(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """The tiny simulated world, its MiniLM text store and its labels: (labelled, store, dataset)."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from daian.simulate import simulate_world
-    from embedder import build_store
-    from intent_labels import label_intents
-
-    root = tmp_path_factory.mktemp("daian-tiny-world")
-    dataset = simulate_world("tiny", root / "world", seed=0)
-    store = build_store(dataset / "items.parquet", root / "store", show_progress_bar=False)
-    labelled = label_intents(dataset, store, root / "labelled", show_progress_bar=False)
-    return Path(labelled), Path(store), Path(dataset)
+def tiny_labelled(tiny_labels, tiny_text_store, tiny_world) -> tuple[Path, Path, Path]:
+    """The shared tiny simulated world, its MiniLM text store and its labels (tests/conftest.py):
+    (labelled, store, dataset)."""
+    return Path(tiny_labels), Path(tiny_text_store), Path(tiny_world)

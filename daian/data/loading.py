@@ -1,0 +1,164 @@
+"""Read a labelled folder, its dataset and its embedding store into a `DataBundle`.
+
+The labelled folder (`label-intents` output) is opened through `intent_labels.labelled`, which
+validates its manifest once (levels, bin edges, the dataset it labelled); the dataset's items and
+users tables through the data contract (`common.contract`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.contract import FILES, read_table, read_truth_users
+from daian.data.dataset import TIRDataset, tensorise
+from daian.data.intent import attach_past_intent
+from daian.data.tables import (LookupTable, build_item_table, build_user_table, fit_vocabularies,
+                               frozen_item_vectors, store_rows)
+from daian.data.vocab import UNKNOWN, Vocabularies
+from daian.models.base import FeatureSizes
+from intent_labels.labelled import MANIFEST, SPLITS, LabelledFolder
+from retrieval.store import EmbeddingStore
+
+# Columns of the label-intents output this stage reads (others, e.g. hist_ts, are ignored).
+LABELLED_COLUMNS = (
+    "request_id", "user_id", "trigger_item_id", "page", "item_id", "clicked", "intent",
+    "has_intent", "hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids",
+    "trigger_target_sim",
+)
+# Read when present: the request time, which orders a user's requests for `past_intent`.
+OPTIONAL_COLUMNS = ("ts",)
+
+
+@dataclass
+class DataBundle:
+    """Everything a run needs from disk: both splits, vocabularies, sizes, frozen vectors, truth."""
+
+    train: TIRDataset
+    test: TIRDataset
+    vocabs: Vocabularies
+    sizes: FeatureSizes
+    frozen_vectors: torch.Tensor  # (store rows + 2, d) float32, indexed by the *_vec features
+    labelled: LabelledFolder  # the label-intents folder (levels, bin edges, manifest)
+    dataset_dir: Path
+    summary: dict  # row counts, CTR, coverage of the test split by the train vocabularies
+
+
+def resolve_dataset(folder: LabelledFolder, explicit: Path | None,
+                    store: EmbeddingStore | None = None) -> Path:
+    """The dataset folder (items.parquet, users.parquet, truth/).
+
+    In order: the explicit folder; the one the labelled manifest names, if it holds items.parquet;
+    else the folder of the items.parquet the embedding store was built from (its manifest's
+    `input.path`), accepted only if its sha256 equals the one the labelled manifest recorded.
+    """
+    items = FILES["items"]
+    if explicit is not None:
+        dataset = Path(explicit)
+    else:
+        dataset = folder.dataset
+        if dataset is None or not (dataset / items).is_file():
+            dataset = _dataset_from_store(store, folder.inputs.get(items)) if store is not None else None
+        if dataset is None:
+            raise ValueError(f"cannot tell the dataset folder: {folder.path / MANIFEST} names none with "
+                             f"{items} and the store's {items} is not the labelled one; pass --dataset DIR")
+    if not (dataset / items).is_file():
+        raise FileNotFoundError(f"{dataset}: no {items} (is this a dataset folder?)")
+    return dataset
+
+
+def _dataset_from_store(store: EmbeddingStore, recorded: str | None) -> Path | None:
+    """The folder of the store's input items file, if its sha256 is `recorded`."""
+    source = store.manifest.get("input") or {}
+    items = Path(source["path"]) if isinstance(source, dict) and source.get("path") else None
+    if items is None or not items.is_file() or recorded is None:
+        return None
+    digest = hashlib.sha256(items.read_bytes()).hexdigest()
+    return items.parent if digest == recorded else None
+
+
+def read_user_types(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted user ids, their planted user_type) from the dataset's truth, or None without it."""
+    table = read_truth_users(dataset_dir)
+    if table is None or "user_type" not in table.column_names:
+        return None
+    ids = table.column("user_id").to_numpy()
+    types = np.asarray(table.column("user_type").to_pylist(), dtype=object)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], types[order]
+
+
+def lookup_user_type(user_type: tuple[np.ndarray, np.ndarray], user_ids: np.ndarray) -> np.ndarray:
+    """Each user's planted type, None for a user the truth does not know."""
+    ids, types = user_type
+    pos = np.minimum(np.searchsorted(ids, user_ids), max(ids.size - 1, 0))
+    found = ids[pos] == user_ids if ids.size else np.zeros(user_ids.shape, bool)
+    return np.where(found, types[pos] if ids.size else None, None).astype(object)
+
+
+def _sizes(vocabs: Vocabularies, *, max_page: int, max_dt: int, levels: int) -> FeatureSizes:
+    return FeatureSizes(
+        item_fields={"item": len(vocabs.item), "category": len(vocabs.category),
+                     "top_category": len(vocabs.top_category), "brand": len(vocabs.brand),
+                     "price_bucket": vocabs.price_size},
+        users=len(vocabs.user),
+        profile_fields={name: len(v) for name, v in vocabs.profile.items()},
+        max_page=max_page, max_dt=max_dt, levels=levels,
+    )
+
+
+def _unknown_share(table: LookupTable, rows: torch.Tensor) -> float:
+    """Share of `rows` whose id (the table's first field) the train split never showed."""
+    return float((table.fields[rows.long().numpy(), 0] == UNKNOWN).mean()) if len(rows) else 0.0
+
+
+def _summary(splits: dict[str, TIRDataset], item_table: LookupTable, user_table: LookupTable) -> dict:
+    """Row counts, CTR, and the test split's coverage by the train vocabularies."""
+    test = splits["test"]
+    return {
+        "rows": {s: len(ds) for s, ds in splits.items()},
+        "ctr": {s: float(ds.columns["label"].float().mean()) if len(ds) else float("nan")
+                for s, ds in splits.items()},
+        "test_unknown_target_share": _unknown_share(item_table, test.columns["target_row"]),
+        "test_unknown_user_share": _unknown_share(user_table, test.columns["user_row"]),
+    }
+
+
+def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist: int = 50,
+              max_subseq: int = 20, max_page: int = 20, max_dt: int = 20160, price_buckets: int = 10,
+              vocabs: Vocabularies | None = None) -> DataBundle:
+    """Read and tensorise a labelled folder; `vocabs` given = reuse a checkpoint's id mappings."""
+    folder = LabelledFolder.open(data)
+    emb_store = EmbeddingStore.load(store)
+    dataset_dir = resolve_dataset(folder, dataset, emb_store)
+    items = read_table(dataset_dir / FILES["items"], "items")
+    users = read_table(dataset_dir / FILES["users"], "users")
+    tables = {split: folder.read(split, LABELLED_COLUMNS, optional=OPTIONAL_COLUMNS) for split in SPLITS}
+    if vocabs is None:
+        vocabs = fit_vocabularies(tables["train"], items, users, price_buckets)
+    missing_profile = [f for f in vocabs.profile if f not in users.column_names]
+    if missing_profile:
+        raise ValueError(f"{dataset_dir / FILES['users']}: missing profile column(s) {missing_profile}")
+    item_table = build_item_table(items, vocabs)
+    user_table = build_user_table(users, vocabs)
+    item_vec, store_misses = store_rows(emb_store, item_table)
+    splits = {
+        split: tensorise(tables[split], item_table, user_table, item_vec, levels=folder.levels,
+                         bin_edges=folder.edges, max_hist=max_hist, max_subseq=max_subseq,
+                         max_page=max_page, max_dt=max_dt, source=str(folder.split_path(split)))
+        for split in SPLITS
+    }
+    has_past = attach_past_intent(splits["train"], splits["train"], splits["test"])
+    user_type = read_user_types(dataset_dir)
+    if user_type is not None:
+        for ds in splits.values():
+            ds.meta["user_type"] = lookup_user_type(user_type, ds.meta["user_id"])
+    summary = _summary(splits, item_table, user_table)
+    summary |= {"dataset": str(dataset_dir), "catalogue_items_missing_from_store": store_misses,
+                "store_dim": emb_store.dim, "past_intent": has_past}
+    return DataBundle(splits["train"], splits["test"], vocabs,
+                      _sizes(vocabs, max_page=max_page, max_dt=max_dt, levels=folder.levels),
+                      frozen_item_vectors(emb_store), folder, dataset_dir, summary)
