@@ -2,7 +2,7 @@
 
 All in one run, on the same labelled data, the same batch size and the same CPU threads:
 - training samples/s of one epoch (after a warm-up) through our real training loop
-  (`daian.train.run_epoch`: loader, forward, loss, backward, Adagrad step); for DAIAN also per
+  (`daian.training.loop.run_epoch`: loader, forward, loss, backward, Adagrad step); for DAIAN also per
   stage of its three-stage schedule;
 - DeepCTR-Torch's DIN (`pip install deepctr-torch requests`) trained with its own `fit()` on the same
   rows and batch size, with the same embedding widths, attention unit (128, Dice) and MLP
@@ -35,8 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daian import train as T  # noqa: E402
-from daian.config import TrainConfig  # noqa: E402
+from daian.training import trainer as T  # noqa: E402
+from daian.training.config import TrainConfig  # noqa: E402
 from daian.data import EpochBatchSampler, TIRDataset, load_data, make_loader  # noqa: E402
 from daian.models import build_model  # noqa: E402
 from daian.models.base import ITEM_FIELDS  # noqa: E402
@@ -44,7 +44,7 @@ from daian.models.base import ITEM_FIELDS  # noqa: E402
 
 def prepare_world(preset: str, root: Path, seed: int) -> tuple[Path, Path, Path]:
     """Simulate a world, give it a random unit-vector store (384-d, MiniLM's width), label it."""
-    from daian.simulate import simulate_world
+    from simulate import simulate_world
     from intent_labels import label_intents
 
     dataset, store, labelled = root / "world", root / "store", root / "labelled"
@@ -126,9 +126,9 @@ class DeepCTRTrainer:
         from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
         from deepctr_torch.models import DIN
 
-        from daian.models.config import ModelConfig
+        from daian.models import DINConfig
 
-        cfg = ModelConfig(name="din")
+        cfg = DINConfig()
         sizes = bundle.sizes
         cols = [SparseFeat("user", sizes.users, cfg.user_dim), SparseFeat("page", sizes.max_page + 1, cfg.page_dim)]
         cols += [SparseFeat(n, v, cfg.profile_dim) for n, v in sizes.profile_fields.items()]

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     world_settings = {"preset": args.preset, "seed": args.seed}
 
     def simulate() -> str:
-        from daian.simulate import simulate_world
+        from simulate import simulate_world
         simulate_world(args.preset, world, seed=args.seed, overwrite=True)
         return world_summary(world)
 
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep_points = [(6, runs / "daian")] + [(n, sweep / f"n{n}" / "daian") for n in SWEEP_LEVELS]
 
     def train() -> str:
-        from daian.config import TrainConfig
-        from daian.train import compare
+        from daian.training.compare import compare
+        from daian.training.config import TrainConfig
         _fresh(runs)
         for _, folder in sweep_points[1:]:
             if folder.exists():
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     report_settings = {**train_settings, "sweep": sorted(n for n, _ in sweep_points)}
 
     def make_report() -> str:
-        from daian.report import ReportConfig, build_report
+        from report import ReportConfig, build_report
         _fresh(report)
         written = build_report(ReportConfig(runs=(runs,), out=report, sweep=tuple(sorted(sweep_points)),
                                             progress=False))

@@ -21,12 +21,11 @@ Where our reading fills a gap (or departs from the public code):
 - The attention unit a(.) is DIN's MLP on [q, k, q-k, q*k] plus the time embedding as an extra
   input (80-40 hidden units). Eq. 4 sums a(.) e_j with DIN's activation unit and says nothing of
   a normalisation, so the weights are left unnormalised as DIN's are (the public code applies a
-  softmax; `attention_softmax=True` restores it). On the demo world (seed 1, one epoch) the softmax
-  version reached test AUC 0.673, below DIN's 0.682, and the unnormalised one 0.693: normalised
-  weights discard how much of a user's history resembles the target, which the click model (and
-  DIN) lean on. Dropout (0.1) acts in the MHSA block and the MLPs, not inside the scoring units.
-  Every sum is masked (the public code sums padded history); no BatchNorm in the head (the public
-  one never leaves its initial statistics).
+  softmax; `attention_softmax=True` restores it): normalised weights discard how much of a user's
+  history resembles the target, which the click model (and DIN) lean on (docs/training.md, "Where
+  our reading fills a gap, measured"). Dropout (0.1) acts in the MHSA block and the MLPs, not
+  inside the scoring units. Every sum is masked (the public code sums padded history); no
+  BatchNorm in the head (the public one never leaves its initial statistics).
 - The category subsequence has no timestamps in our data contract, so the hard-interest attention
   runs without time embeddings (the paper's E_t^h).
 - "Remaining features" fed to the head: e_ta, e_tr and e_c beside the paper's four vectors.
@@ -38,14 +37,46 @@ Where our reading fills a gap (or departs from the public code):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from daian.layers import (MLP, MultiHeadSelfAttention, TargetAttention, feature_embeddings,
-                          init_embedding, masked_sum)
+from daian.layers import (MLP, SELF_ATTENTION_NORMS, MultiHeadSelfAttention, TargetAttention,
+                          feature_embeddings, init_embedding, masked_sum)
 from daian.models.base import ITEM_FIELDS, FeatureSizes, ModelOutput
-from daian.models.config import ModelConfig
+from daian.models.config import check_choice, check_positive, check_widths
+from daian.models.din import DINConfig
+
+
+@dataclass
+class DEI2NConfig(DINConfig):
+    """DEI2N's hyper-parameters: DIN's fields at the DEI2N paper's sizes, plus its own."""
+
+    name = "dei2n"
+    ablations = ("no-ui2m", "no-tim", "no-il", "no-uhim", "no-usim")
+    before_field = {"mhsa_norm": "post"}
+
+    mlp_hidden: tuple[int, ...] = (200, 80)  # final MLP (paper 200-80)
+    attention_hidden: tuple[int, ...] = (80, 40)  # activation units of USIM and UHIM (public code)
+    dropout: float = 0.1  # in the MHSA block and the MLPs (paper 0.1)
+    heads: int = 2  # heads of USIM's self-attention (paper 2)
+    mhsa_norm: str = "post"  # LayerNorm after the residual (paper: "with residual, dropout, LayerNorm")
+    time_dim: int = 36  # d_time, the time-interval embedding width
+    dt_buckets_per_octave: int = 2  # log-spaced time buckets per doubling; 0 = one per minute (paper)
+    ui2m_hidden: tuple[int, ...] = (72, 36)  # user instant interest MLP (paper 72-36)
+    interaction_hidden: tuple[int, ...] = (144, 72)  # interaction layer MLP (paper 144-72)
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive(heads=self.heads, time_dim=self.time_dim)
+        check_widths(ui2m_hidden=self.ui2m_hidden, interaction_hidden=self.interaction_hidden)
+        check_choice("mhsa_norm", self.mhsa_norm, SELF_ATTENTION_NORMS)
+        if self.dt_buckets_per_octave < 0:
+            raise ValueError(f"dt_buckets_per_octave must be >= 0, got {self.dt_buckets_per_octave}")
+        if self.item_dim % self.heads:
+            raise ValueError(f"DEI2N's self-attention runs at the item width sum(item_dims) = "
+                             f"{self.item_dim}, which heads={self.heads} must divide")
 
 
 def time_buckets(max_dt: int, per_octave: int) -> int:
@@ -66,7 +97,7 @@ def bucketise_dt(dt: torch.Tensor, per_octave: int, size: int) -> torch.Tensor:
 class DEI2N(nn.Module):
     """DEI2N with masked pooling everywhere; see the module docstring for our readings."""
 
-    def __init__(self, config: ModelConfig, sizes: FeatureSizes,
+    def __init__(self, config: DEI2NConfig, sizes: FeatureSizes,
                  frozen_vectors: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config

@@ -3,24 +3,28 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from daian.cli import main
 
-SMALL_SETS = ["model.mlp_hidden=32,16", "model.attention_hidden=16", "model.attention_dim=16", "model.heads=2",
-              "model.uim_hidden=16", "model.i2e_hidden=16", "model.shift_hidden=16", "model.sim_dim=8",
-              "model.mm_dim=8", "max_hist=10", "max_subseq=4"]
+DIN_SETS = ["model.mlp_hidden=32,16", "model.attention_hidden=16", "max_hist=10", "max_subseq=4"]
+SMALL_SETS = DIN_SETS + ["model.attention_dim=16", "model.heads=2", "model.uim_hidden=16", "model.i2e_hidden=16",
+                         "model.shift_hidden=16", "model.sim_dim=8", "model.mm_dim=8"]
 
 
-def _args(synthetic, run, *extra):
-    sets = [x for s in SMALL_SETS for x in ("--set", s)]
+def _args(synthetic, run, *extra, sets=SMALL_SETS):
+    sets = [x for s in sets for x in ("--set", s)]
     return ["--data", str(synthetic["labelled"]), "--store", str(synthetic["store"]), "--run", str(run),
             "--batch-size", "512", "--no-progress", *sets, *extra]
 
@@ -28,14 +32,15 @@ def _args(synthetic, run, *extra):
 def test_single_run(synthetic, tmp_path, capsys):
     run = tmp_path / "din"
     assert main(_args(synthetic, run, "--model", "din", "--epochs", "1", "--lr", "0.1",
-                      "--set", "optimizer=adam")) == 0
+                      "--set", "optimizer=adam", sets=DIN_SETS)) == 0
     out = capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
     assert f'"auc": {round(metrics["ctr"]["auc"], 4)}' in out and str(run) in out
     cfg = json.loads((run / "checkpoint" / "config.json").read_text())
     assert cfg["train"]["lr"] == 0.1 and cfg["train"]["optimizer"] == "adam"
     assert cfg["train"]["dataset"] is None  # taken from the labelled manifest
-    assert cfg["model"]["mlp_hidden"] == [32, 16] and cfg["model"]["heads"] == 2
+    assert cfg["model"]["name"] == "din" and cfg["model"]["mlp_hidden"] == [32, 16]
+    assert "heads" not in cfg["model"]  # DIN's config holds DIN's fields only
     preds = pd.read_parquet(run / "predictions.parquet")
     assert metrics["ctr"]["auc"] == pytest.approx(roc_auc_score(preds.clicked, preds.score))
     assert "intent_pred" not in preds.columns
@@ -78,17 +83,51 @@ def test_compare_with_one_models_ablations(synthetic, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--compare", "din", "--ablations", "daian"], "not among the compared models"),
     (["--model", "din", "--set", "bogus=1"], "unknown training setting 'bogus'"),
-    (["--model", "din", "--set", "model.bogus=1"], "unknown model setting"),
+    (["--model", "din", "--set", "model.bogus=1"], "unknown din setting"),
+    (["--model", "din", "--set", "model.uim_hidden=16"], "unknown din setting"),
     (["--model", "daian", "--ablation", "no-such"], "unknown ablation"),
     (["--model", "din", "--compare", "din,daian"], "exactly one of --model and --compare"),
     (["--compare", "din,xyz"], "unknown model"),
     (["--model", "din", "--set", "batch_size=many"], "batch_size"),
 ])
 def test_errors(synthetic, tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as exc:
-        main(_args(synthetic, tmp_path / "bad", *extra))
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert _exit_code(_args(synthetic, tmp_path / "bad", *extra, sets=DIN_SETS)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _exit_code(argv) -> int:
+    """main's return value, or the code of the SystemExit argparse raises for a bad flag."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_contract_violation_is_one_line(synthetic, tmp_path, capsys):
+    """A users.parquet that breaks the data contract, or a labelled manifest that breaks its format,
+    exits 2 with one line naming the file; --debug shows the traceback instead."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(synthetic["dataset"], dataset)
+    users = pq.read_table(dataset / "users.parquet")
+    pq.write_table(users.set_column(0, "user_id", pc.cast(users.column("user_id"), pa.string())),
+                   dataset / "users.parquet")
+    argv = _args(synthetic, tmp_path / "run", "--model", "din", "--dataset", str(dataset), sets=DIN_SETS)
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train-daian: error: ")
+    assert "users.parquet" in err[0] and "user_id" in err[0]
+    with pytest.raises(ValueError, match="user_id"):
+        main(argv + ["--debug"])
+    labelled = tmp_path / "labelled"
+    shutil.copytree(synthetic["labelled"], labelled)
+    manifest = json.loads((labelled / "manifest.json").read_text())
+    (labelled / "manifest.json").write_text(json.dumps({**manifest, "bin_edges": [0.3, 0.2, 0.9]}))
+    argv = ["--data", str(labelled), "--store", str(synthetic["store"]), "--model", "din",
+            "--run", str(tmp_path / "run2")]
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest.json" in err[0] and "bin_edges" in err[0]
 
 
 def test_module_help_runs():

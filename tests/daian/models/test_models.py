@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from daian.models import (ABLATIONS, ITEM_FIELDS, MODELS, FeatureSizes, ModelConfig, ModelOutput,
-                          build_model)
-from daian.models.daian import history_spread, norm_ratio_fusion
+from daian.models import DAIANConfig, ITEM_FIELDS, FeatureSizes, ModelOutput, build_model, registry
+from daian.models.daian_modules import history_spread, norm_ratio_fusion
 from daian.models.dei2n import bucketise_dt, time_buckets
 
 B, L, T, N_LEVELS = 8, 7, 4, 6
@@ -23,7 +22,17 @@ SMALL = dict(mlp_hidden=(16, 8), attention_hidden=(8,), attention_dim=8, heads=2
              ui2m_hidden=(6,), interaction_hidden=(8,), uim_hidden=(12,), i2e_hidden=(8,),
              sim_dim=6, mm_dim=4, shift_hidden=(8,), sim_bins=8, dropout=0.0,
              item_dims={"item": 6, "category": 4, "top_category": 2, "brand": 2, "price_bucket": 2})
-VARIANTS = [(name, None) for name in MODELS] + [(n, a) for n in MODELS for a in ABLATIONS[n]]
+MODELS = ("din", "dei2n", "daian")
+VARIANTS = [(name, None) for name in MODELS] + [(n, a) for n in MODELS for a in registry.get(n).config.ablations]
+
+
+def config_of(name, ablation=None, only_known=False, **values):
+    """The registered config of `name`; `only_known` drops the values it has no field for (SMALL
+    holds every model's)."""
+    cls = registry.get(name).config
+    if only_known:
+        values = {k: v for k, v in values.items() if k in cls.field_names()}
+    return cls(ablation=ablation, **values)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +107,7 @@ def batch(sizes):
 
 def build(name, sizes, frozen, ablation=None, seed=0, **overrides):
     torch.manual_seed(seed)
-    config = ModelConfig(name=name, ablation=ablation, **{**SMALL, **overrides})
+    config = config_of(name, ablation, only_known=True, **{**SMALL, **overrides})
     return build_model(config, sizes, frozen)
 
 
@@ -147,12 +156,12 @@ def test_models_read_only_feature_keys(name, sizes, frozen, batch):
 
 
 def test_paper_default_sizes(sizes, frozen):
-    assert ModelConfig(name="din").mlp_hidden == (512, 256, 128)
-    assert ModelConfig(name="daian").attention_dim == 128 and ModelConfig(name="daian").heads == 4
-    dei2n = ModelConfig(name="dei2n")
+    assert config_of("din").mlp_hidden == (512, 256, 128)
+    assert config_of("daian").attention_dim == 128 and config_of("daian").heads == 4
+    dei2n = config_of("dei2n")
     assert dei2n.mlp_hidden == (200, 80) and dei2n.heads == 2 and dei2n.dropout == 0.1
-    assert ModelConfig(name="din", mlp_hidden=(64,)).mlp_hidden == (64,)
-    model = build_model(ModelConfig(name="din"), sizes, frozen)
+    assert config_of("din", mlp_hidden=(64,)).mlp_hidden == (64,)
+    model = build_model(config_of("din"), sizes, frozen)
     assert [lin.out_features for lin in model.mlp.linears] == [512, 256, 128]
 
 
@@ -266,7 +275,7 @@ def test_intent_override_gives_uim_no_gradient(sizes, frozen, batch):
 @pytest.mark.parametrize("name", ["dei2n", "daian"])
 def test_ablations_remove_parameters(name, sizes, frozen):
     full = n_params(build(name, sizes, frozen))
-    for ablation in ABLATIONS[name]:
+    for ablation in registry.get(name).config.ablations:
         count = n_params(build(name, sizes, frozen, ablation))
         if ablation == "no-three-stage":
             assert count == full  # changes training only
@@ -275,23 +284,27 @@ def test_ablations_remove_parameters(name, sizes, frozen):
 
 
 def test_daian_ablations_drop_their_modules(sizes, frozen):
-    assert not hasattr(build("daian", sizes, frozen, "no-uim"), "uim")
+    full = build("daian", sizes, frozen)
+    assert full.uim is not None and full.die is not None and full.sein.ia2n is not None
+    assert build("daian", sizes, frozen, "no-uim").uim is None
     no_die = build("daian", sizes, frozen, "no-die")
-    assert not hasattr(no_die, "implicit") and not hasattr(no_die, "shift_gate")
+    assert no_die.die is None and no_die.sein.ia2n is None  # nothing left to shift
     no_sein = build("daian", sizes, frozen, "no-sein")
-    assert not hasattr(no_sein, "sim_embedding") and not hasattr(no_sein, "shift_gate")
+    assert no_sein.sein is None and no_sein.die is not None
+    names = {n.split(".")[0] for n, _ in no_sein.named_parameters()}
+    assert names == {"items", "users", "page", "attention", "uim", "die", "mlp"}
 
 
 def test_unknown_ablation_lists_valid_ones():
     with pytest.raises(ValueError, match="no-uim.*no-die.*no-sein.*no-three-stage"):
-        ModelConfig(name="daian", ablation="no-such")
+        config_of("daian", ablation="no-such")
     with pytest.raises(ValueError, match="no-ui2m"):
-        ModelConfig(name="dei2n", ablation="no-uim")
+        config_of("dei2n", ablation="no-uim")
     with pytest.raises(ValueError, match="no ablations"):
-        ModelConfig(name="din", ablation="no-uim")
+        config_of("din", ablation="no-uim")
     with pytest.raises(ValueError, match="unknown model"):
-        ModelConfig(name="dien")
-    assert ModelConfig(name="din", ablation="none").ablation is None
+        registry.get("dien")
+    assert config_of("din", ablation="none").ablation is None
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -301,44 +314,50 @@ def test_unknown_ablation_lists_valid_ones():
     (dict(levels=1), "levels"), (dict(mm_dim=3), "item width")])
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
-        ModelConfig(name="daian", **bad)
+        config_of("daian", **bad)
 
 
 def test_config_json_round_trip():
-    config = ModelConfig(name="dei2n", ablation="no-tim", mlp_hidden=(32, 16))
+    config = config_of("dei2n", ablation="no-tim", mlp_hidden=(32, 16))
     data = json.loads(json.dumps(config.to_dict()))
-    assert ModelConfig.from_dict(data) == config
-    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
-        ModelConfig.from_dict({**data, "layers": 3})
+    assert data["name"] == "dei2n" and registry.config_from_dict(data) == config
+    with pytest.raises(ValueError, match="unknown DEI2NConfig keys"):
+        registry.config_from_dict({**data, "layers": 3})
+    # a first-format checkpoint stored every model's fields in one config: those are dropped there only
+    legacy = {**data, "uim_hidden": [16], "levels": 6}
+    assert registry.config_from_dict(legacy, drop_unknown=True) == config
+    with pytest.raises(ValueError, match="cannot build"):
+        DAIANConfig.from_dict(data)
 
 
 def test_config_saved_before_a_field_keeps_the_old_behaviour():
     # DAIAN now defaults to pre-LN, to UIM seeing the history's spread and the user's earlier
     # requests, and to the intent at the pair's level; a checkpoint written before those fields
     # existed was post-LN, without any of them.
-    new = ModelConfig(name="daian")
+    new = config_of("daian")
     assert new.mhsa_norm == "pre" and new.uim_spread and new.uim_past and new.intent_level == "both"
     data = new.to_dict()
-    del data["mhsa_norm"], data["uim_spread"], data["uim_past"], data["intent_level"]
-    assert ModelConfig.from_dict(data).intent_level == "none"
-    assert ModelConfig.from_dict(data).mhsa_norm == "post"
-    assert ModelConfig.from_dict(data).uim_spread is False
-    assert ModelConfig.from_dict(data).uim_past is False
-    assert ModelConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
+    del data["mhsa_norm"], data["uim_spread"], data["uim_past"], data["intent_level"], data["level_edges"]
+    assert DAIANConfig.from_dict(data).level_edges is None  # equal width over sim_range
+    assert DAIANConfig.from_dict(data).intent_level == "none"
+    assert DAIANConfig.from_dict(data).mhsa_norm == "post"
+    assert DAIANConfig.from_dict(data).uim_spread is False
+    assert DAIANConfig.from_dict(data).uim_past is False
+    assert DAIANConfig.from_dict({**data, "mhsa_norm": "pre"}).mhsa_norm == "pre"
     with pytest.raises(ValueError, match="mhsa_norm must be one of"):
-        ModelConfig(name="daian", mhsa_norm="sandwich")
+        config_of("daian", mhsa_norm="sandwich")
     with pytest.raises(ValueError, match="intent_level must be one of"):
-        ModelConfig(name="daian", intent_level="mlp")
+        config_of("daian", intent_level="mlp")
 
 
 def test_build_model_checks_sizes(sizes, frozen):
     with pytest.raises(ValueError, match="levels"):
-        build_model(ModelConfig(name="din", levels=4), sizes)
+        build_model(config_of("daian", levels=4), sizes, frozen)
     with pytest.raises(ValueError, match=r"store rows \+ 2, d"):
-        build_model(ModelConfig(name="daian"), sizes, frozen[0])
+        build_model(config_of("daian"), sizes, frozen[0])
     with pytest.raises(ValueError, match="frozen item vectors"):
-        build_model(ModelConfig(name="daian"), sizes, None)
-    build_model(ModelConfig(name="daian", mm_dim=0, uim_spread=False), sizes, None)  # no store use: allowed
+        build_model(config_of("daian"), sizes, None)
+    build_model(config_of("daian", mm_dim=0, uim_spread=False), sizes, None)  # no store use: allowed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,34 +395,39 @@ def test_ia2n_intent_input_is_stop_gradient(sizes, frozen, batch):
     """The shifting unit sends no gradient into the intent-based embedding e_int."""
     model = build("daian", sizes, frozen).eval()
     captured = {}
-    model.i2e.register_forward_hook(lambda m, i, o: captured.setdefault("e_int", o))
-    model.shift_gate.register_forward_hook(lambda m, i, o: captured.setdefault("x", i[0]))
+    model.die.i2e.register_forward_hook(lambda m, i, o: captured.setdefault("e_int", o))
+    model.sein.ia2n.shift_gate.register_forward_hook(lambda m, i, o: captured.setdefault("x", i[0]))
     model(batch)
     x, e_int = captured["x"], captured["e_int"]
     s = model.config.sim_dim
     torch.testing.assert_close(x[:, s:s + e_int.shape[1]], e_int.detach())
-    grad = torch.autograd.grad(model.shift_mlp(x).sum(), e_int, allow_unused=True)[0]
+    grad = torch.autograd.grad(model.sein.ia2n.shift_mlp(x).sum(), e_int, allow_unused=True)[0]
     assert grad is None  # the shift path does not reach e_int
 
 
-def expected_intent_at_level(p: torch.Tensor, tt_sim: torch.Tensor, sim_range, n: int) -> np.ndarray:
-    """log(n p[level]) with the level from numpy's own equal-width binning of the cosine."""
-    edges = np.linspace(sim_range[0], sim_range[1], n + 1)
+# Level edges as a user may give them to label-intents (not equal width).
+UNEVEN = (-0.9, -0.6, -0.1, 0.05, 0.3, 0.45, 0.95)
+
+
+def expected_intent_at_level(p: torch.Tensor, tt_sim: torch.Tensor, edges, n: int) -> np.ndarray:
+    """log(n p[level]) with the level from numpy's own binning of the cosine by the edges."""
+    edges = np.asarray(edges, dtype=np.float64)
     level = np.clip(np.digitize(tt_sim.double().numpy(), edges[1:-1]), 0, n - 1)
     at = p.detach().double().numpy()[np.arange(len(level)), level]
     return np.log(n * np.maximum(at, 1e-4))
 
 
+@pytest.mark.parametrize("level_edges", [None, UNEVEN])
 @pytest.mark.parametrize("place", ["shift", "head", "both", "none"])
-def test_intent_at_the_pairs_level_enters_where_configured(sizes, frozen, batch, place):
+def test_intent_at_the_pairs_level_enters_where_configured(sizes, frozen, batch, place, level_edges):
     """intent_level puts log(n p[level(tt_sim)]) at the end of the IA2N input and/or before
     [e_exp', e_imp'] in the head input, nowhere else; p is UIM's prediction, or the stage-2
     override where a row has one."""
-    model = build("daian", sizes, frozen, intent_level=place).eval()
+    model = build("daian", sizes, frozen, intent_level=place, level_edges=level_edges).eval()
     plain = build("daian", sizes, frozen, intent_level="none")
     a = model.config.attention_dim
     captured = {}
-    model.shift_gate.register_forward_hook(lambda m, i, o: captured.__setitem__("x", i[0]))
+    model.sein.ia2n.shift_gate.register_forward_hook(lambda m, i, o: captured.__setitem__("x", i[0]))
     model.mlp.register_forward_hook(lambda m, i, o: captured.__setitem__("head", i[0]))
     override = F.normalize(torch.rand(B, N_LEVELS, generator=torch.Generator().manual_seed(3)), p=1, dim=1)
     override[::2] = 0  # unlabelled rows fall back to p_hat
@@ -411,10 +435,11 @@ def test_intent_at_the_pairs_level_enters_where_configured(sizes, frozen, batch,
         out = model(batch, intent_override=given)
         p = out.intent_pred if given is None else torch.where(
             given.sum(1, keepdim=True) > 0, given, out.intent_pred)
-        want = expected_intent_at_level(p, batch["tt_sim"], model.config.sim_range, N_LEVELS)
+        edges = level_edges or np.linspace(*model.config.sim_range, N_LEVELS + 1)  # None: equal width
+        want = expected_intent_at_level(p, batch["tt_sim"], edges, N_LEVELS)
         x, head = captured["x"], captured["head"]
         in_shift, in_head = place in ("shift", "both"), place in ("head", "both")
-        assert x.shape[1] == plain.shift_gate.fc1.in_features + in_shift
+        assert x.shape[1] == plain.sein.ia2n.shift_gate.fc1.in_features + in_shift
         assert head.shape[1] == model.mlp.linears[0].in_features == plain.mlp.linears[0].in_features + in_head
         if in_shift:
             np.testing.assert_allclose(x[:, -1].detach().double().numpy(), want, rtol=1e-5, atol=1e-5)
@@ -541,23 +566,22 @@ def test_overfits_tiny_batch(name, sizes, frozen):
     assert losses[-1] < 0.5 * losses[0], losses[::10]
 
 
-def test_history_spread_matches_numpy(sizes, frozen, batch):
-    """UIM's spread input: level shares of cos(history, trigger) over equal-width levels, and the
-    norm of the mean history vector, items without a store vector (rows 0, 1) left out."""
+@pytest.mark.parametrize("edges", [np.linspace(-0.5, 0.8, N_LEVELS + 1), np.asarray(UNEVEN)])
+def test_history_spread_matches_numpy(sizes, frozen, batch, edges):
+    """UIM's spread input: level shares of cos(history, trigger) over the labels' levels (equal
+    width or not), and the norm of the mean history vector, items without a store vector (rows 0,
+    1) left out."""
     hist_vec = batch["hist_vec"].clone()
     r = int(torch.nonzero(batch["hist_mask"].sum(1) >= 2)[0])
     hist_vec[r, 0] = 1  # an item absent from the store
-    lo, hi = -0.5, 0.8
     scrambled = torch.where(batch["hist_mask"], hist_vec, 5)  # real-looking rows under the padding
-    got = history_spread(frozen, batch["trigger_vec"], scrambled, batch["hist_mask"], (lo, hi),
-                         N_LEVELS).numpy()
+    got = history_spread(frozen, batch["trigger_vec"], scrambled, batch["hist_mask"], edges).numpy()
     v = frozen.numpy().astype(np.float64)
     for b in range(B):
         rows = [r for r in hist_vec[b].tolist() if r > 1]
         want = np.zeros(N_LEVELS + 1)
         if rows:
             sims = v[rows] @ v[int(batch["trigger_vec"][b])]
-            edges = np.linspace(lo, hi, N_LEVELS + 1)
             levels = np.clip(np.searchsorted(edges, sims, side="right") - 1, 0, N_LEVELS - 1)
             want[:N_LEVELS] = np.bincount(levels, minlength=N_LEVELS) / len(rows)
             want[N_LEVELS] = np.linalg.norm(v[rows].mean(axis=0))
@@ -575,8 +599,8 @@ def test_uim_spread_switch(sizes, frozen, batch):
     torch.testing.assert_close(plain.predict_intent(batch), plain.predict_intent(changed))
     assert n_params(spread) == n_params(plain) + (N_LEVELS + 1) * SMALL["uim_hidden"][0]
     with pytest.raises(ValueError, match="frozen item vectors"):
-        build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0}), sizes, None)
-    build_model(ModelConfig(name="daian", **{**SMALL, "mm_dim": 0, "uim_spread": False}), sizes, None)
+        build_model(config_of("daian", only_known=True, **{**SMALL, "mm_dim": 0}), sizes, None)
+    build_model(config_of("daian", only_known=True, **{**SMALL, "mm_dim": 0, "uim_spread": False}), sizes, None)
 
 
 def test_uim_past_switch(sizes, frozen, batch):
@@ -599,3 +623,22 @@ def test_uim_ids_switch(sizes, frozen, batch):
     with_ids = build("daian", sizes, frozen, uim_ids=True).eval()
     assert n_params(with_ids) > n_params(without)
     assert not torch.allclose(with_ids.predict_intent(batch), with_ids.predict_intent(changed))
+
+
+def test_first_format_parameter_names_still_load(sizes, frozen, batch):
+    """Checkpoints written before DAIAN's modules were grouped name the parameters flat (`i2e.`,
+    `shift_mlp.`, ...); they load into today's modules and score the same."""
+    model = build("daian", sizes, frozen, seed=1).eval()
+    flat = {}
+    for key, value in model.state_dict().items():
+        for prefix in ("die.", "sein.hse.", "sein.ia2n."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        flat[key] = value
+    assert {k.split(".")[0] for k in flat} >= {"i2e", "implicit", "mm_proj", "explicit_mhsa", "explicit",
+                                             "sim_embedding", "collab_proj", "shift_gate", "shift_mlp"}
+    fresh = build("daian", sizes, frozen, seed=2).eval()
+    assert not torch.equal(fresh.mlp.out.weight, model.mlp.out.weight)
+    fresh.load_state_dict(flat)  # strict: every name found
+    assert_same_output(model(batch), fresh(batch))

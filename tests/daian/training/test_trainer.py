@@ -19,10 +19,12 @@ from scipy.stats import entropy
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from daian import train as T
-from daian.config import TrainConfig
-from daian.models import build_model
+from daian.models import build_model, registry
 from daian.models.base import ModelOutput
+from daian.training import trainer as T
+from daian.training.checkpoint import load_checkpoint
+from daian.training.config import TrainConfig
+from daian.training.losses import ctr_loss, intent_kl
 
 # Tiny architecture so each training run takes seconds.
 SMALL = {"mlp_hidden": (32, 16), "attention_hidden": (16,), "attention_dim": 16, "heads": 2,
@@ -36,6 +38,8 @@ def make_config(synthetic, run, **changes) -> TrainConfig:
                   max_hist=10, max_subseq=4, max_page=2, max_dt=60 * 24 * 7, price_buckets=4,
                   model_settings=dict(SMALL))
     values.update(changes)
+    known = registry.get(values["model"]).config.field_names()  # SMALL holds every model's settings
+    values["model_settings"] = {k: v for k, v in values["model_settings"].items() if k in known}
     return TrainConfig(**values)
 
 
@@ -103,9 +107,9 @@ def test_intent_kl_matches_scipy():
     q = rng.dirichlet(np.ones(6), 20)
     has = rng.random(20) < 0.6
     expected = np.mean([entropy(a, b) for a, b, h in zip(p, q, has) if h])
-    got = T.intent_kl(torch.tensor(p), torch.tensor(q), torch.tensor(has))
+    got = intent_kl(torch.tensor(p), torch.tensor(q), torch.tensor(has))
     assert float(got) == pytest.approx(expected, rel=1e-9)
-    assert float(T.intent_kl(torch.tensor(p), torch.tensor(q), torch.zeros(20, dtype=torch.bool))) == 0.0
+    assert float(intent_kl(torch.tensor(p), torch.tensor(q), torch.zeros(20, dtype=torch.bool))) == 0.0
 
 
 def test_ctr_loss_adds_weighted_aux_losses():
@@ -120,7 +124,7 @@ def test_ctr_loss_adds_weighted_aux_losses():
 
     x = torch.tensor([1.0, -2.0, 0.5])
     y = torch.tensor([1.0, 0.0, 0.0])
-    loss, parts = T.ctr_loss(Toy(), {"x": x}, {"label": y})
+    loss, parts = ctr_loss(Toy(), {"x": x}, {"label": y})
     bce = F.binary_cross_entropy_with_logits(x * 0.3, y)
     assert loss.item() == pytest.approx(bce.item() + 0.5 * 0.09 + 0.1 * 2.0)
     assert set(parts) == {"bce", "next", "other"}
@@ -167,7 +171,7 @@ def test_outputs_match_independent_recomputation(daian_run, bundle):
     assert set(metrics["intent"]["by_user_type"]) == {"specific", "broad"}
     assert [h["stage"] for h in metrics["train"]["history"]] == ["uim", "die", "ctr", "ctr"]
     # the saved checkpoint scores the test split exactly as the run did
-    model, vocabs, meta = T.load_checkpoint(config.run / "checkpoint")
+    model, vocabs, meta = load_checkpoint(config.run / "checkpoint")
     scores, pred = T.predict(model, bundle.test, batch_size=config.eval_batch_size)
     np.testing.assert_allclose(scores, df.score.to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(pred, intent, atol=1e-6)
@@ -304,7 +308,7 @@ def test_two_cpu_processes_train_and_resume(synthetic, tmp_path):
     base = ["--data", str(synthetic["labelled"]), "--store", str(synthetic["store"]), "--model", "daian",
             "--batch-size", "512", "--device", "cpu", "--no-progress", "--run", str(run),
             "--set", "cpu_threads=1", *[x for s in sets for x in ("--set", s)]]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     for epochs, extra in (("1", []), ("2", ["--resume"])):
         args = tmp_path / f"args-{epochs}.json"
         args.write_text(json.dumps(base + ["--epochs", epochs, *extra]))

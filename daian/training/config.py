@@ -1,8 +1,9 @@
 """The training configuration: one typed dataclass that `train-daian`, scripts and tests fill in.
 
 `TrainConfig` holds everything a run needs besides the model's own architecture, which lives in
-`daian.models.config.ModelConfig`; `model_settings` overrides that config's fields by name (checked
-against its dataclass fields, so a misspelt key is an error, not a silently ignored setting).
+the model's config class (`DINConfig`, `DEI2NConfig`, `DAIANConfig`, found through
+`daian.models.registry`); `model_settings` overrides that config's fields by name (checked against
+its dataclass fields, so a misspelt key is an error, not a silently ignored setting).
 Defaults follow the DAIAN paper's implementation details (batch 4096, Adagrad, lr 0.05).
 `from_mapping` and `parse_set` turn `key=value` strings (CLI `--set`) into typed field values.
 """
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_NAMES = ("din", "dei2n", "daian")
 OPTIMIZERS = ("adagrad", "adam")
 LR_DECAYS = ("none", "linear")
 DEVICES = ("auto", "cpu", "cuda")
@@ -32,15 +32,16 @@ class TrainConfig:
     run: Path  # output folder: checkpoint/, metrics.json, predictions.parquet (seed-S/ sub-runs for several seeds)
     dataset: Path | None = None  # dataset folder (items/users.parquet, truth/); None = read it from the labelled manifest
     # --- model
-    model: str = "daian"  # din | dei2n | daian
-    ablation: str | None = None  # one of the model's ablation names (daian.models.ABLATIONS), None = full model
-    model_settings: dict[str, Any] = field(default_factory=dict)  # ModelConfig field -> value overrides
+    model: str = "daian"  # a registered model: din | dei2n | daian (daian.models.registry)
+    ablation: str | None = None  # one of the model's ablations (its config class's `ablations`), None = full model
+    model_settings: dict[str, Any] = field(default_factory=dict)  # model config field -> value overrides
     # --- optimisation (paper: batch 4096, Adagrad, lr 0.05 for every model)
     seeds: tuple[int, ...] = (1,)  # one sub-run per seed; results reported as mean and std
     batch_size: int = 4096  # training rows per step (global, over all processes)
     optimizer: str = "adagrad"  # adagrad (the papers) | adam
     lr: float = 0.05  # learning rate of the CTR stage
     epochs: int = 1  # CTR epochs (DAIAN's stage 3; the only stage of DIN and DEI2N)
+    # --- DAIAN's stages (read by its schedule, daian.models.daian_stages)
     uim_epochs: int = 1  # DAIAN stage 1: UIM pre-training on KL(p || p_hat)
     uim_lr: float = 0.05  # DAIAN stage 1 learning rate
     die_epochs: int = 1  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
@@ -70,8 +71,10 @@ class TrainConfig:
         self.dataset = None if self.dataset is None else Path(self.dataset)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.model_settings = dict(self.model_settings)
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model must be one of {list(MODEL_NAMES)}, got {self.model!r}")
+        from daian.models import registry
+
+        if self.model not in registry.names():
+            raise ValueError(f"model must be one of {registry.names()}, got {self.model!r}")
         if self.ablation in ("", "none"):
             self.ablation = None
         if not self.seeds:
@@ -100,19 +103,30 @@ class TrainConfig:
             raise ValueError("set the model and ablation with `model` / `ablation`, not model_settings")
 
     def model_config(self, data_defaults: dict[str, Any] | None = None):
-        """The resolved `ModelConfig`: its defaults, then `data_defaults` (what the data says, e.g.
-        levels and sim_range from the labelled manifest), then `model_settings`; unknown keys raise
-        ValueError."""
-        from daian.models.config import ModelConfig
+        """The model's resolved config: its class's defaults, then those of `data_defaults` (what
+        the data says, e.g. levels and level edges from the labelled folder) that the class has,
+        then `model_settings`; a setting the class does not have raises ValueError."""
+        from daian.models import registry
 
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        config_class = registry.get(self.model).config
+        known = config_class.field_names() - {"ablation"}
         unknown = sorted(set(self.model_settings) - known)
         if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; ModelConfig fields are {sorted(known)}")
-        hints = typing.get_type_hints(ModelConfig)
+            raise ValueError(f"unknown {self.model} setting(s) {unknown}; {config_class.__name__} "
+                             f"fields are {sorted(known)}")
+        hints = typing.get_type_hints(config_class)
         values = {k: coerce(v, hints[k], f"model.{k}") for k, v in self.model_settings.items()}
-        values = {**(data_defaults or {}), **values}
-        return ModelConfig(name=self.model, ablation=self.ablation, **values)
+        values = {**{k: v for k, v in (data_defaults or {}).items() if k in known}, **values}
+        return config_class(ablation=self.ablation, **values)
+
+    def for_model(self, model: str, ablation: str | None = None, **changes) -> "TrainConfig":
+        """This config for another model of a comparison: the model settings that model's config
+        has are kept, the others (another compared model's) dropped."""
+        from daian.models import registry
+
+        known = registry.get(model).config.field_names()
+        settings = {k: v for k, v in self.model_settings.items() if k in known}
+        return self.replace(model=model, ablation=ablation, model_settings=settings, **changes)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

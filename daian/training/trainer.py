@@ -1,0 +1,236 @@
+"""One training run: per seed, build the model, run its stages, checkpoint every epoch, score.
+
+`train(config)` loads the labelled data once, then per seed builds the model its registry entry
+names, runs the model's schedule (`daian.training.schedule`), checkpoints every epoch
+(`daian.training.checkpoint`), scores the test split and writes the run folder
+(`daian.run_folder`: predictions.parquet, metrics.json; seed-S/ sub-runs for several seeds).
+
+Runs are built on `accelerate`: the same code runs on CPU, one GPU, or several processes under
+`accelerate launch` (each global batch is split across processes; checkpoints and evaluation run
+on the main process). `resume=True` continues after the last finished epoch and reaches the same
+weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daian import run_folder as RF
+from daian.data import DataBundle, EpochBatchSampler, load_data, make_loader
+from daian.training import checkpoint as C
+from daian.training.config import TrainConfig
+from daian.training.loop import evaluate, init_output_bias, predict, run_epoch
+from daian.training.schedule import build_stages, frozen_outside, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def data_model_defaults(bundle: DataBundle) -> dict:
+    """Model settings the data decides unless the user sets them (a model config takes those it
+    has): the number of intent levels and their edges (the labels' level rule reads them), and the
+    range of DAIAN's similarity buckets (the outer edges, which label-intents fitted on the train
+    split's trigger-target similarities, so the buckets cover the cosines that actually occur)."""
+    edges = bundle.labelled.edges
+    return {"levels": bundle.sizes.levels, "sim_range": (float(edges[0]), float(edges[-1])),
+            "level_edges": tuple(float(e) for e in edges)}
+
+
+def _accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    cpu = config.device == "cpu"
+    state = AcceleratorState._shared_state
+    if state and state.get("_cpu", None) is not None and state.get("_cpu") != cpu:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    # Stages train parameter subsets: under DDP the others have no gradient in a step.
+    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None = fresh); refuses to overwrite a run without resume."""
+    ckpt = C.find_checkpoint(run_dir)
+    if ckpt is not None and not resume:
+        raise FileExistsError(f"{run_dir} already holds a checkpoint; pass --resume to continue it "
+                              "or choose another --run folder")
+    return ckpt if resume else None
+
+
+def train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle) -> dict:
+    """Train one model with one seed into `run_dir`; returns its metrics (also in metrics.json)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    if config.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results; harmless on CPU
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    try:
+        return _train_seed(config, seed, Path(run_dir), bundle)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _restore(resume_from: Path, model, model_config, accelerator, run_dir: Path) -> dict:
+    """Load a checkpoint's weights, trainer state and RNG states into a freshly built run."""
+    saved = C.saved_model_config(C.read_meta(resume_from)).to_dict()
+    current = model_config.to_dict()
+    if saved != current:
+        changed = sorted(k for k in saved if saved[k] != current.get(k))
+        raise ValueError(f"{resume_from}: the checkpoint's model differs from this configuration in "
+                         f"{changed}; resume with the settings it was trained with")
+    C.load_weights(model, resume_from)
+    state = torch.load(resume_from / C.TRAINER_STATE, weights_only=True)
+    rng_file = resume_from / f"rng_state_{accelerator.process_index}.pt"
+    if rng_file.is_file():
+        C.set_rng_state(torch.load(rng_file, weights_only=True))
+    log.info("resuming %s after stage %s epoch %s", run_dir, state["stage"], state["epoch"])
+    return state
+
+
+def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle) -> dict:
+    from accelerate.utils import set_seed
+
+    from daian.models import build_model
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = _accelerator(config)
+    resume_from = _prepare_run_dir(run_dir, config.resume)
+    accelerator.wait_for_everyone()  # every process has looked before any writes a checkpoint
+    set_seed(seed)
+    model_config = config.model_config(data_model_defaults(bundle))
+    model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)
+    if config.init_bias:
+        init_output_bias(model, float(bundle.train.columns["label"].float().mean()) if len(bundle.train) else 0.5)
+    state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
+             "optimizer": None}
+    if resume_from is not None:
+        state = _restore(resume_from, model, model_config, accelerator, run_dir)
+    model = accelerator.prepare(model)
+    ckpt_args = dict(model=model, config=config, seed=seed, model_config=model_config, sizes=bundle.sizes,
+                     vocabs=bundle.vocabs, store_dim=int(bundle.frozen_vectors.shape[1]), accelerator=accelerator)
+    state = _run_stages(config, seed, run_dir, bundle, model, accelerator, state, ckpt_args)
+    return _score(config, seed, run_dir, bundle, model, accelerator, state["history"])
+
+
+def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle, model, accelerator,
+                state: dict, ckpt_args: dict) -> dict:
+    """Every epoch of every stage the checkpoint in `state` has not finished, each checkpointed;
+    returns the last trainer state."""
+    stages = build_stages(config, accelerator.unwrap_model(model))
+    names = [s.name for s in stages]
+    if state["stage"] is not None and state["stage"] not in names:
+        raise ValueError(f"{run_dir}: checkpoint stage {state['stage']!r} not in this schedule {names}")
+    sampler = EpochBatchSampler(len(bundle.train), config.batch_size, shuffle=True, seed=seed,
+                                rank=accelerator.process_index, world_size=accelerator.num_processes)
+    loader = make_loader(bundle.train, sampler, num_workers=config.num_workers,
+                         pin_memory=accelerator.device.type == "cuda")
+    epoch_offset = 0
+    for index, stage in enumerate(stages):
+        done = 0
+        if state["stage"] is not None:
+            saved = names.index(state["stage"])
+            if index < saved or (index == saved and state["epoch"] >= stage.epochs):
+                epoch_offset += stage.epochs
+                continue
+            done = state["epoch"] if index == saved else 0
+        optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
+        scheduler = make_scheduler(optimizer, config.lr_decay, stage.epochs * len(loader))
+        if done and state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+        for epoch in range(done, stage.epochs):
+            sampler.set_epoch(epoch_offset + epoch)
+            desc = f"{config.model} seed {seed} {stage.name} {epoch + 1}/{stage.epochs}"
+            with frozen_outside(model, stage, enabled=accelerator.num_processes == 1):
+                stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc,
+                                  progress=config.progress, scheduler=scheduler)
+            finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
+            state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "finished": finished,
+                     "history": state["history"] + [{"stage": stage.name, "epoch": epoch + 1, **stats}],
+                     "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None}
+            C.save_checkpoint(run_dir, trainer_state=state, **ckpt_args)
+            log.info("%s: %s", desc, stats)
+        epoch_offset += stage.epochs
+    return state
+
+
+def _score(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle, model, accelerator,
+           history: list[dict]) -> dict:
+    """Score the test split on the main process; write predictions.parquet and metrics.json."""
+    result = {}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        scores, intent = predict(unwrapped, bundle.test, batch_size=config.eval_batch_size,
+                                 device=accelerator.device, progress=config.progress)
+        RF.write_predictions(run_dir, bundle.test.meta, scores, intent)
+        result = {"model": config.model, "ablation": config.ablation, "seed": seed,
+                  **evaluate(bundle.test, scores, intent),
+                  "train": {"history": history,
+                            "parameters": sum(p.numel() for p in unwrapped.parameters()),
+                            "processes": accelerator.num_processes, "device": str(accelerator.device)},
+                  "data": bundle.summary}
+        RF.write_json(run_dir / RF.METRICS, result)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def data_arguments(config: TrainConfig) -> dict:
+    """`load_data`'s arguments (vocabularies aside) as `config` sets them."""
+    return dict(data=config.data, store=config.store, dataset=config.dataset,
+                max_hist=config.max_hist, max_subseq=config.max_subseq, max_page=config.max_page,
+                max_dt=config.max_dt, price_buckets=config.price_buckets)
+
+
+def seed_tasks(config: TrainConfig) -> list[tuple[TrainConfig, int, Path]]:
+    """(config, seed, run folder) per seed: RUN itself for one seed, RUN/seed-S/ for several."""
+    return [(config, seed, config.run if len(config.seeds) == 1 else RF.seed_dir(config.run, seed))
+            for seed in config.seeds]
+
+
+def load_bundle(config: TrainConfig) -> DataBundle:
+    """Read the data of `config` (reusing a checkpoint's vocabularies when resuming)."""
+    vocabs = None
+    if config.resume:
+        vocabs = C.vocabularies_of([config.run] + [RF.seed_dir(config.run, s) for s in config.seeds])
+    return load_data(**data_arguments(config), vocabs=vocabs)
+
+
+def train(config: TrainConfig, bundle: DataBundle | None = None) -> dict:
+    """Train `config.model` once per seed; returns the metrics (per seed and summarised when several).
+
+    One seed writes into `config.run`; several write `config.run/seed-S/` each and a summary
+    `config.run/metrics.json`.
+    """
+    from daian.training.summary import write_seed_summary
+
+    config.model_config()  # fail on bad model settings before reading any data
+    bundle = bundle if bundle is not None else load_bundle(config)
+    if len(config.seeds) == 1:
+        return train_seed(config, config.seeds[0], config.run, bundle)
+    per_seed = {seed: train_seed(config, seed, run_dir, bundle) for _, seed, run_dir in seed_tasks(config)}
+    if not is_main_process():
+        return {}
+    return write_seed_summary(config, per_seed)
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def is_distributed() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().num_processes > 1
