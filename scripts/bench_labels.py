@@ -69,7 +69,7 @@ def memory_bandwidth() -> dict:
 def ensure_world(preset: str, root: Path) -> Path:
     world = root / preset
     if not (world / "impressions.parquet").is_file():
-        from daian.simulate import simulate_world
+        from simulate import simulate_world
 
         print(f"simulating the {preset} world into {world} (no pictures) ...", flush=True)
         simulate_world(preset, world, seed=0, overrides={"write_images": False}, overwrite=True)

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def child(preset: str, out: str, seed: int) -> None:
     """Run inside the subprocess: build the world, print time and peak RSS as JSON."""
     sys.path.insert(0, str(REPO))
-    from daian.simulate import simulate_world
+    from simulate import simulate_world
 
     start = time.perf_counter()
     simulate_world(preset, out, seed=seed, overwrite=True, show_progress_bar=False)

@@ -27,15 +27,16 @@ DEFAULT_OUT = ROOT / "docs" / "config.md"
 
 # (module, class, the command that fills it)
 CONFIGS = [
-    ("daian.simulate.config", "WorldConfig",
+    ("simulate.config", "WorldConfig",
      "`simulate-tir --preset NAME --set FIELD=VALUE` (a preset fills the fields first; see docs/simulator.md)"),
     ("embedder.encoder", "EmbedderConfig", "`embed-items` flags (`--backend`, `--model`, `--pooling`, ...)"),
     ("embedder.store_builder", "BuildConfig", "`embed-items` flags (`--items`, `--out`, `--batch-size`, ...)"),
     ("intent_labels.config", "LabelConfig", "`label-intents` flags (`--levels`, `--train-days`, ...)"),
-    ("daian.config", "TrainConfig", "`train-daian` flags, or `train-daian --set FIELD=VALUE` for any field"),
-    ("daian.models.config", "ModelConfig",
-     "`train-daian --set model.FIELD=VALUE`; fields left at None take the model's paper default"),
-    ("daian.report.config", "ReportConfig", "`tir-report` flags (`--sweep n=K:RUN`, `--diversity`, ...)"),
+    ("daian.training.config", "TrainConfig", "`train-daian` flags, or `train-daian --set FIELD=VALUE` for any field"),
+    ("daian.models.din", "DINConfig", "`train-daian --model din --set model.FIELD=VALUE`"),
+    ("daian.models.dei2n", "DEI2NConfig", "`train-daian --model dei2n --set model.FIELD=VALUE`"),
+    ("daian.models.daian", "DAIANConfig", "`train-daian --model daian --set model.FIELD=VALUE`"),
+    ("report.config", "ReportConfig", "`tir-report` flags (`--sweep n=K:RUN`, `--diversity`, ...)"),
 ]
 
 
@@ -112,11 +113,31 @@ def _type(f: dataclasses.Field) -> str:
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
+def documented_parent(cls: type) -> type | None:
+    """The nearest base class that has its own section in the reference, if any."""
+    names = {c[1] for c in CONFIGS}
+    return next((b for b in cls.__mro__[1:] if b.__name__ in names), None)
+
+
 def document(module: str, name: str, how: str) -> ClassDoc:
+    """A config class's own fields (those it declares or redeclares with its own default); a class
+    extending another config names it, whose page lists the rest."""
     cls = getattr(importlib.import_module(module), name)
-    comments = field_comments(cls)
-    doc = ClassDoc(name, module, (inspect.getdoc(cls) or "").splitlines()[0], how)
+    comments = {}
+    summary = (inspect.getdoc(cls) or "").splitlines()[0]
+    parent = documented_parent(cls)
+    if parent is not None:
+        summary += f" Extends `{parent.__name__}`: its fields apply too."
+    own: set[str] = set()
+    for klass in cls.__mro__:  # the class and its undocumented bases, up to a documented one
+        if klass is parent or not dataclasses.is_dataclass(klass):
+            break
+        own |= set(vars(klass).get("__annotations__", {}))
+        comments = {**field_comments(klass), **comments}
+    doc = ClassDoc(name, module, summary, how)
     for f in dataclasses.fields(cls):
+        if f.name not in own:
+            continue
         comment, section = comments.get(f.name, ("", None))
         doc.fields.append(FieldDoc(f.name, _type(f), _default(f), comment, section))
     return doc

@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from intent_labels import label_intents  # noqa: E402
-from intent_labels.binning import fit_bin_edges, intent_distribution, similarity_level  # noqa: E402
+from intent_labels.binning import fit_bin_edges, intent_distribution  # noqa: E402
 from intent_labels.history import DAY_S  # noqa: E402
+from intent_labels.labelled import similarity_level  # noqa: E402
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
