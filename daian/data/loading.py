@@ -72,9 +72,8 @@ def resolve_dataset(folder: LabelledFolder, explicit: Path | None,
 
 def _dataset_from_store(store: EmbeddingStore, recorded: str | None) -> Path | None:
     """The folder of the store's input items file, if its sha256 is `recorded`."""
-    source = store.manifest.get("input") or {}
-    items = Path(source["path"]) if isinstance(source, dict) and source.get("path") else None
-    if items is None or not items.is_file() or recorded is None:
+    items = store.items_path
+    if items is None or recorded is None:
         return None
     digest = hashlib.sha256(items.read_bytes()).hexdigest()
     return items.parent if digest == recorded else None
