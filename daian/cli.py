@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=default_of(TrainConfig, "optimizer"),
                    help="optimizer of every stage (default %(default)s, the papers'; adam learns far "
                         "faster on small worlds, see docs/training.md)")
-    p.add_argument("--lr", type=float, default=default_of(TrainConfig, "lr"),
+    p.add_argument("--lr", type=float,
                    help="learning rate of every stage; DAIAN's UIM learns at lr * uim_lr_factor in "
-                        "stage 3 (default %(default)s)")
+                        f"stage 3 (default {default_of(TrainConfig, 'lr')}; --set uim_lr=... sets one stage's)")
     p.add_argument("--max-hist", type=int, default=default_of(TrainConfig, "max_hist"),
                    help="behaviour sequence length L, most recent first (default %(default)s, the DAIAN "
                         "paper's; 20 is the DEI2N paper's)")
@@ -73,8 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict = {"data": args.data, "store": args.store, "run": args.run, "resume": args.resume,
                     "seeds": args.seeds, "progress": not args.no_progress,
                     **{name: getattr(args, name) for name in _FIELD_FLAGS}}
-    # one rate for the three stages unless --set says otherwise
-    values.update(lr=args.lr, uim_lr=args.lr, die_lr=args.lr)
+    if args.lr is not None:  # one rate for the three stages unless --set says otherwise
+        values.update(lr=args.lr, uim_lr=args.lr, die_lr=args.lr)
     for name in ("dataset", "ablation", "model"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

@@ -12,6 +12,7 @@ manifest once; code after it trusts `levels`, `edges` and `dataset`.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,19 @@ def similarity_level(sims, edges) -> Any:
     if type(sims).__module__.startswith("torch"):
         import torch
 
-        inner = torch.as_tensor(edges[1:-1], dtype=torch.float64, device=sims.device)
+        inner = _inner_edges(tuple(edges.tolist()), sims.device)
         return torch.searchsorted(inner, sims.to(torch.float64).contiguous(), right=True)
     level = np.searchsorted(edges[1:-1], np.asarray(sims, dtype=np.float64), side="right")
     return level.astype(np.int8 if edges.size - 1 <= 127 else np.int32)
+
+
+@functools.lru_cache(maxsize=64)
+def _inner_edges(edges: tuple[float, ...], device):
+    """The inner edges as a float64 tensor on `device`, made once per (edges, device): a model
+    calls the rule every batch, and a fresh host-to-device copy each time would stall a GPU."""
+    import torch
+
+    return torch.tensor(edges[1:-1], dtype=torch.float64, device=device)
 
 
 def check_edges(edges, source: str = "bin edges") -> np.ndarray:

@@ -23,7 +23,7 @@ class ModelConfig:
     # before the field existed: a saved config without the key gets that value, not today's default.
     before_field: ClassVar[dict[str, Any]] = {}
 
-    ablation: str | None = None  # one of the model's ablations; None = the full model
+    ablation: str | None = None  # one of the model's ablations (train-daian --ablation); None = the full model
 
     def __post_init__(self) -> None:
         if self.ablation in ("", "none"):
@@ -39,6 +39,12 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the field that is out of range (subclasses extend it)."""
+
+    @classmethod
+    def data_settings(cls, levels: int, edges) -> dict[str, Any]:
+        """Settings the labelled data decides unless the user sets them (`levels` similarity
+        levels with their n + 1 `edges`); a model that reads the intent levels overrides this."""
+        return {}
 
     @classmethod
     def field_names(cls) -> set[str]:

@@ -133,6 +133,14 @@ class DAIANConfig(DINConfig):
         if self.gate_gamma <= 0:
             raise ValueError(f"gate_gamma must be positive, got {self.gate_gamma}")
 
+    @classmethod
+    def data_settings(cls, levels: int, edges) -> dict:
+        """The data's levels and their edges (the labels' level rule reads them), and the range of
+        the HSE's similarity buckets: the outer edges, which label-intents fitted on the train
+        split's trigger-target similarities, so the buckets cover the cosines that actually occur."""
+        return {"levels": int(levels), "sim_range": (float(edges[0]), float(edges[-1])),
+                "level_edges": tuple(float(e) for e in edges)}
+
     def edges(self) -> np.ndarray:
         """The n + 1 level edges: the labels' own, or equal width over sim_range (older checkpoints)."""
         if self.level_edges is not None:

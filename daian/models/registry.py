@@ -44,7 +44,7 @@ def register(model: type[nn.Module], config: type[ModelConfig], *, stages: Calla
         raise ValueError(f"{config.__name__} sets no `name`")
     if config.name in _MODELS:
         raise ValueError(f"a model named {config.name!r} is already registered")
-    costs = dict(cost) if isinstance(cost, dict) else {None: float(cost)}
+    costs = {None: 1.0, **cost} if isinstance(cost, dict) else {None: float(cost)}
     spec = ModelSpec(model, config, stages, costs)
     _MODELS[config.name] = spec
     return spec

@@ -66,9 +66,9 @@ def comparison_rows(results: dict[str, dict], baseline: str = "din") -> list[dic
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], baseline: str = "din") -> str:
     """A Markdown table of the comparison rows (mean ± std over seeds)."""
-    cols = [("auc", "AUC", 4), ("gauc", "GAUC", 4), ("rela_impr", "RelaImpr vs DIN (%)", 2),
+    cols = [("auc", "AUC", 4), ("gauc", "GAUC", 4), ("rela_impr", f"RelaImpr vs {baseline.upper()} (%)", 2),
             ("logloss", "log loss", 4), ("js", "JS (per request)", 3)]
     extra = sorted({k for r in rows for k in r if k.startswith("js_population_")})
     cols += [(k, f"JS pop. {k[len('js_population_'):]}", 3) for k in extra]

@@ -30,14 +30,18 @@ from daian.training.schedule import build_stages, frozen_outside, make_scheduler
 log = logging.getLogger(__name__)
 
 
-def data_model_defaults(bundle: DataBundle) -> dict:
-    """Model settings the data decides unless the user sets them (a model config takes those it
-    has): the number of intent levels and their edges (the labels' level rule reads them), and the
-    range of DAIAN's similarity buckets (the outer edges, which label-intents fitted on the train
-    split's trigger-target similarities, so the buckets cover the cosines that actually occur)."""
-    edges = bundle.labelled.edges
-    return {"levels": bundle.sizes.levels, "sim_range": (float(edges[0]), float(edges[-1])),
-            "level_edges": tuple(float(e) for e in edges)}
+def data_model_defaults(config: TrainConfig, bundle: DataBundle) -> dict:
+    """Model settings the data decides unless the user sets them: what the model's config class
+    asks of the labelled folder (`data_settings`; DAIAN: its levels and their edges). A model
+    setting `levels` that differs from the data's is refused here, naming both."""
+    from daian.models import registry
+
+    levels = bundle.labelled.levels
+    asked = config.model_settings.get("levels")
+    if asked is not None and int(asked) != levels:
+        raise ValueError(f"model.levels={asked} differs from the labelled data's {levels} levels "
+                         f"({bundle.labelled.path}); label again with --levels {asked}")
+    return registry.get(config.model).config.data_settings(levels, bundle.labelled.edges)
 
 
 def _accelerator(config: TrainConfig):
@@ -106,7 +110,11 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     resume_from = _prepare_run_dir(run_dir, config.resume)
     accelerator.wait_for_everyone()  # every process has looked before any writes a checkpoint
     set_seed(seed)
-    model_config = config.model_config(data_model_defaults(bundle))
+    defaults = data_model_defaults(config, bundle)
+    if resume_from is not None:  # the data's settings as the run was built with them (format 1 had fewer)
+        saved = C.saved_model_config(C.read_meta(resume_from))
+        defaults = {k: getattr(saved, k) for k in defaults if hasattr(saved, k)}
+    model_config = config.model_config(defaults)
     model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)
     if config.init_bias:
         init_output_bias(model, float(bundle.train.columns["label"].float().mean()) if len(bundle.train) else 0.5)

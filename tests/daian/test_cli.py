@@ -86,6 +86,7 @@ def test_compare_with_one_models_ablations(synthetic, tmp_path, capsys):
     (["--model", "din", "--set", "model.bogus=1"], "unknown din setting"),
     (["--model", "din", "--set", "model.uim_hidden=16"], "unknown din setting"),
     (["--model", "daian", "--ablation", "no-such"], "unknown ablation"),
+    (["--model", "daian", "--set", "model.levels=4"], "model.levels=4 differs from the labelled data's 6 levels"),
     (["--model", "din", "--compare", "din,daian"], "exactly one of --model and --compare"),
     (["--compare", "din,xyz"], "unknown model"),
     (["--model", "din", "--set", "batch_size=many"], "batch_size"),

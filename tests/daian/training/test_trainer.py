@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from scipy.stats import entropy
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -90,7 +92,7 @@ def test_output_bias_starts_at_the_base_rate(synthetic, bundle, tmp_path, name):
     """A fresh model predicts the train CTR on average, not 50%."""
     config = make_config(synthetic, tmp_path / "run", model=name)
     torch.manual_seed(0)
-    model = build_model(config.model_config(T.data_model_defaults(bundle)), bundle.sizes,
+    model = build_model(config.model_config(T.data_model_defaults(config, bundle)), bundle.sizes,
                         bundle.frozen_vectors).eval()
     rate = float(bundle.train.columns["label"].float().mean())
     assert T.init_output_bias(model, rate)
@@ -221,6 +223,27 @@ def test_resume_after_a_kill_matches_uninterrupted(daian_run, synthetic, bundle,
     np.testing.assert_array_equal(a.column("score").to_numpy(), b.column("score").to_numpy())
     np.testing.assert_array_equal(np.stack(a.column("intent_pred").to_numpy(zero_copy_only=False)),
                                   np.stack(b.column("intent_pred").to_numpy(zero_copy_only=False)))
+
+
+def test_first_format_daian_checkpoint_resumes(synthetic, bundle, tmp_path, monkeypatch):
+    """A DAIAN checkpoint of format 1 (one config holding every model's fields, no level_edges,
+    parameters named without their module prefix) resumes: the data's settings are the ones the
+    run was built with, so the user passes nothing new."""
+    config = make_config(synthetic, tmp_path / "run")
+    _train_killed_after(config, bundle, monkeypatch, epochs=2)  # dies after stage 2
+    ckpt = config.run / "checkpoint"
+    meta = json.loads((ckpt / "config.json").read_text())
+    model = {k: v for k, v in meta["model"].items() if k != "level_edges"}
+    meta.update(format="daian-checkpoint/1", model={**model, "time_dim": 36, "ui2m_hidden": [72, 36]})
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    weights = load_file(str(ckpt / "model.safetensors"))
+    save_file({re.sub(r"^(die|sein\.hse|sein\.ia2n)\.", "", k): v for k, v in weights.items()},
+              str(ckpt / "model.safetensors"))
+    result = T.train(config.replace(resume=True), bundle)
+    assert [(h["stage"], h["epoch"]) for h in result["train"]["history"]] == [
+        ("uim", 1), ("die", 1), ("ctr", 1), ("ctr", 2)]
+    resumed = json.loads((ckpt / "config.json").read_text())
+    assert resumed["format"] == "daian-checkpoint/2" and resumed["model"]["level_edges"] is None
 
 
 def test_din_two_epochs_equal_one_then_resume(synthetic, bundle, tmp_path):
