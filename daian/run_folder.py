@@ -28,6 +28,9 @@ PREDICTIONS = "predictions.parquet"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_CONFIG = "config.json"  # inside CHECKPOINT/: the training and model settings
+# Readable checkpoint formats, the one written last. 2: each model's own config class (format 1
+# saved one config with every model's fields and DAIAN's parameters without module prefixes).
+CHECKPOINT_FORMATS = ("daian-checkpoint/1", "daian-checkpoint/2")
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
 PREDICTION_COLUMNS = ("request_id", "user_id", "item_id", "clicked", "score")
@@ -120,9 +123,22 @@ class Predictions:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_checkpoint_config(checkpoint: Path) -> dict:
+    """CHECKPOINT/config.json, its format checked (the training config under "train", the model's
+    under "model")."""
+    path = Path(checkpoint) / CHECKPOINT_CONFIG
+    meta = _read_json(path)
+    if meta.get("format") not in CHECKPOINT_FORMATS:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected one of {list(CHECKPOINT_FORMATS)}")
+    return meta
 
 
 def _name_parts(name: str) -> tuple[str, str | None]:
@@ -267,9 +283,8 @@ def list_matrix(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
 def checkpoint_train_config(run: Run) -> dict:
     """The training settings a run recorded (checkpoint/config.json "train"), or {}."""
     for folder in run.seeds.values():
-        path = folder / CHECKPOINT / CHECKPOINT_CONFIG
-        if path.is_file():
-            return dict(_read_json(path).get("train") or {})
+        if (folder / CHECKPOINT / CHECKPOINT_CONFIG).is_file():
+            return dict(read_checkpoint_config(folder / CHECKPOINT).get("train") or {})
     return {}
 
 

@@ -19,10 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder the `image` paths are relative to (default: the items file's folder)")
     p.add_argument("--text", default=default_of(BuildConfig, "text_template"), metavar="TEMPLATE",
                    help="what text each item is embedded with: a template over items.parquet's columns, "
-                        "e.g. '{title}' or '{brand_name} {title}'; auto (default) puts the title behind its "
+                        "e.g. '{title}' or '{brand_name} {title}'; auto puts the title behind its "
                         "category path, '{top_category_name} > {category_name}: {title}', when the file has "
                         "those name columns (category_name alone: '{category_name}: {title}'), else the "
-                        "title alone")
+                        "title alone (default %(default)s)")
     p.add_argument("--backend", choices=BACKENDS, default=default_of(EmbedderConfig, "backend"),
                    help="qwen-vl: picture + title with a Qwen-VL model; text: title with a BERT-style model "
                         "(default %(default)s)")
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also build index.faiss: 'auto' (chosen by catalogue size) or a faiss factory string "
                         "such as Flat, HNSW32, IVF1024,Flat (default: no index; search builds an exact one)")
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, default=default_of(BuildConfig, "on_bad_image"),
-                   help="missing/corrupt/unsupported picture: fail naming the item (default), or embed the "
-                        "item from its text and list it in the manifest")
+                   help="missing/corrupt/unsupported picture: fail naming the item, or embed the "
+                        "item from its text and list it in the manifest (default %(default)s)")
     p.add_argument("--instruction", default=None, help="qwen-vl system instruction (default: a product instruction)")
     p.add_argument("--pooling", default=None,
                    help="qwen-vl: last (default) or mean; text: mean, cls, max, mean_sqrt_len, lasttoken "

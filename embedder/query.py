@@ -37,6 +37,8 @@ class SearchConfig:
         if (self.item_id is not None) == (self.text is not None or self.image is not None):
             raise ValueError("give exactly one query: an item id, or a text and/or a picture")
         check_k(self.k, self.min_score)
+        if self.items is not None and not Path(self.items).is_file():  # before any model loads
+            raise FileNotFoundError(f"items file not found: {self.items}")
 
 
 def query_vector(cfg: SearchConfig, store: EmbeddingStore) -> np.ndarray:

@@ -23,7 +23,7 @@ from retrieval.store import EmbeddingStore
 from .binning import SKETCH_BINS, similarity_sketch
 from .history import (DAY_S, NO_CATEGORY_TRIGGER, BehaviourLog, ItemCatalog, histories,
                       store_rows, subsequences)
-from .labelled import similarity_level
+from .labelled import LABEL_FIELDS, label_fields, similarity_level
 from .ragged import take_segments
 from .similarity import pair_similarity_fast
 
@@ -189,25 +189,15 @@ class LabelContext:
         return int(self.edges.size - 1)
 
 
-LIST_COLUMNS = (  # (output column, ragged source, value name, Arrow value type)
-    ("hist_item_ids", "hist", "item_ids", pa.int64()),
-    ("hist_ts", "hist", "ts", pa.int64()),
-    ("hist_dt_min", "hist", "dt_min", pa.int32()),
-    ("hist_action", "hist", "action", pa.int8()),
-    ("mm_subseq_item_ids", "mm", "item_ids", pa.int64()),
-    ("mm_subseq_ts", "mm", "ts", pa.int64()),
-    ("mm_subseq_dt_min", "mm", "dt_min", pa.int32()),
-    ("cat_subseq_item_ids", "cat", "item_ids", pa.int64()),
-    ("cat_subseq_ts", "cat", "ts", pa.int64()),
-    ("cat_subseq_dt_min", "cat", "dt_min", pa.int32()),
-)
-
-
-def label_fields() -> list[pa.Field]:
-    """The columns `label_batch` adds after the impression's own."""
-    return ([pa.field("intent", pa.list_(pa.float32())), pa.field("has_intent", pa.bool_()),
-             pa.field("trigger_target_sim", pa.float32()), pa.field("sim_level", pa.int8())]
-            + [pa.field(name, pa.list_(t)) for name, _, _, t in LIST_COLUMNS])
+_TYPES = dict(LABEL_FIELDS)
+# (output column, ragged source, value name, Arrow value type from the labelled folder's schema)
+LIST_COLUMNS = tuple((name, source, value, _TYPES[name].value_type) for name, source, value in (
+    ("hist_item_ids", "hist", "item_ids"), ("hist_ts", "hist", "ts"), ("hist_dt_min", "hist", "dt_min"),
+    ("hist_action", "hist", "action"),
+    ("mm_subseq_item_ids", "mm", "item_ids"), ("mm_subseq_ts", "mm", "ts"), ("mm_subseq_dt_min", "mm", "dt_min"),
+    ("cat_subseq_item_ids", "cat", "item_ids"), ("cat_subseq_ts", "cat", "ts"),
+    ("cat_subseq_dt_min", "cat", "dt_min"),
+))
 
 
 def output_schema(impressions: pa.Schema) -> pa.Schema:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labelled import EDGES_KEY
+from .labelled import EDGES_KEY, check_edges
 
 SKETCH_BINS = 4096  # histogram bins over the cosine range [-1, 1] (width 2 / 4096 ~ 0.0005)
 
@@ -76,16 +76,6 @@ def edges_from_range(lo: float, hi: float, levels: int) -> np.ndarray:
     return edges
 
 
-def check_bin_edges(edges: np.ndarray) -> np.ndarray:
-    """Validate given edges: 1-D, at least 2, finite, strictly increasing -> float64 array."""
-    edges = np.asarray(edges, dtype=np.float64)
-    if edges.ndim != 1 or edges.size < 2:
-        raise ValueError(f"bin edges must be a 1-D list of at least 2 values, got shape {edges.shape}")
-    if not np.isfinite(edges).all() or not (np.diff(edges) > 0).all():
-        raise ValueError(f"bin edges must be finite and strictly increasing, got {edges.tolist()}")
-    return edges
-
-
 def intent_distribution(request_index: np.ndarray, clicked_levels: np.ndarray, n_requests: int,
                         levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-request intent from the levels of its clicked targets.
@@ -117,7 +107,7 @@ def load_bin_edges(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such bin-edges file")
     if path.suffix == ".npy":
-        return check_bin_edges(np.load(path))
+        return check_edges(np.load(path), f"{path}: bin edges")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -126,4 +116,4 @@ def load_bin_edges(path: str | Path) -> np.ndarray:
         if EDGES_KEY not in data:
             raise ValueError(f"{path}: JSON object without a '{EDGES_KEY}' key")
         data = data[EDGES_KEY]
-    return check_bin_edges(np.asarray(data, dtype=np.float64))
+    return check_edges(np.asarray(data, dtype=np.float64), f"{path}: bin edges")

@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin-edges", default=None,
                    help=f"use these edges instead of fitting them: JSON list, a previous {MANIFEST}, or .npy")
     p.add_argument("--on-missing", choices=ON_MISSING, default=default_of(LabelConfig, "on_missing"),
-                   help=f"impressions whose item or trigger has no vector: fail (default) or drop to {REJECTS}")
+                   help=f"impressions whose item or trigger has no vector: fail, or drop to {REJECTS} (default %(default)s)")
     p.add_argument("--engine", choices=ENGINES, default=default_of(LabelConfig, "engine"),
-                   help="local: in-process streaming (default); ray: Ray Data (pip install '.[ray]')")
+                   help="local: in-process streaming; ray: Ray Data (pip install '.[ray]') (default %(default)s)")
     p.add_argument("--batch-rows", type=int, default=default_of(LabelConfig, "batch_rows"),
                    help="impressions per record batch (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -33,9 +33,29 @@ LEVELS_KEY = "levels"  # n, the number of similarity levels
 EDGES_KEY = "bin_edges"  # the n + 1 level edges, fitted on the train split (or given)
 DATASET_KEY = "dataset"  # absolute path of the dataset folder that was labelled
 INPUTS_KEY = "inputs"  # dataset file (relative path) -> sha256
-# Columns of a split besides the impression's own (request_id, user_id, ts, trigger_item_id, page,
-# position, item_id, clicked); `intent_labels.batch.label_fields` gives their Arrow types.
-LIST_COLUMNS = ("intent", "hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids")
+# The columns of a split after the impression's own (request_id, user_id, ts, trigger_item_id,
+# page, position, item_id, clicked), in file order, with their Arrow types.
+LABEL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("intent", pa.list_(pa.float32())),  # p over the n levels; all zeros where has_intent is false
+    ("has_intent", pa.bool_()),  # the request had at least one click
+    ("trigger_target_sim", pa.float32()),  # cosine of the trigger's and the target's store vectors
+    ("sim_level", pa.int8()),  # similarity_level(trigger_target_sim, edges)
+    ("hist_item_ids", pa.list_(pa.int64())),  # the user's history before the request, most recent first
+    ("hist_ts", pa.list_(pa.int64())),
+    ("hist_dt_min", pa.list_(pa.int32())),  # floor((request ts - behaviour ts) / 60)
+    ("hist_action", pa.list_(pa.int8())),  # index into common.contract.ACTIONS
+    ("mm_subseq_item_ids", pa.list_(pa.int64())),  # history items at or above the subsequence level
+    ("mm_subseq_ts", pa.list_(pa.int64())),
+    ("mm_subseq_dt_min", pa.list_(pa.int32())),
+    ("cat_subseq_item_ids", pa.list_(pa.int64())),  # history items in the trigger's category
+    ("cat_subseq_ts", pa.list_(pa.int64())),
+    ("cat_subseq_dt_min", pa.list_(pa.int32())),
+)
+
+
+def label_fields() -> list[pa.Field]:
+    """The Arrow fields of LABEL_FIELDS (the writer appends them to the impression's schema)."""
+    return [pa.field(name, arrow_type) for name, arrow_type in LABEL_FIELDS]
 
 
 def split_file(split: str) -> str:
@@ -109,6 +129,10 @@ class LabelledFolder:
         if not isinstance(levels, int) or levels != edges.size - 1:
             raise ValueError(f"{manifest_path}: '{LEVELS_KEY}' is {levels!r} but '{EDGES_KEY}' holds "
                              f"{edges.size} edges ({edges.size - 1} levels)")
+        version = manifest.get(VERSION_KEY, MANIFEST_VERSION)
+        if version != MANIFEST_VERSION:
+            raise ValueError(f"{manifest_path}: '{VERSION_KEY}' is {version!r}; this toolkit reads version "
+                             f"{MANIFEST_VERSION} (label the dataset again with this version's label-intents)")
         named = manifest.get(DATASET_KEY)
         if named is not None and not isinstance(named, str):
             raise ValueError(f"{manifest_path}: '{DATASET_KEY}' must be a folder path, got {named!r}")
@@ -123,6 +147,8 @@ class LabelledFolder:
     def split_path(self, split: str) -> Path:
         """OUT/<split>.parquet, a file or a folder of parts."""
         path = self.path / split_file(split)
+        if not path.exists() and (self.path / split).is_dir():
+            return self.path / split  # folders of parts written by the Ray engine before 2026-12-07
         if not path.exists():
             raise FileNotFoundError(f"{self.path}: no {path.name} (file or folder of parts); "
                                     "is this a label-intents output folder?")
@@ -144,7 +170,7 @@ class LabelledFolder:
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {names}")
         table = pq.read_table(path, columns=list(columns) + [c for c in optional if c in names])
-        for name in LIST_COLUMNS:
+        for name in (n for n, t in LABEL_FIELDS if pa.types.is_list(t)):
             if name in table.column_names:
                 t = table.schema.field(name).type
                 if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):

@@ -29,11 +29,11 @@ from retrieval.store import EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE, Embed
 
 from .batch import (REASONS, SHOW_IDS, LabelContext, label_batch, merge_scans, output_schema,
                     parquet_options, scan_batch)
-from .binning import check_bin_edges, edges_from_sketch, intent_distribution, load_bin_edges
+from .binning import edges_from_sketch, intent_distribution, load_bin_edges
 from .config import LabelConfig
 from .history import DAY_S, BehaviourLog, ItemCatalog
 from .labelled import (DATASET_KEY, EDGES_KEY, INPUTS_KEY, LEVELS_KEY, MANIFEST, MANIFEST_VERSION, REJECTS,
-                       SPLITS, STATS_DIR, VERSION_KEY, similarity_level, split_file)
+                       SPLITS, STATS_DIR, VERSION_KEY, check_edges, similarity_level, split_file)
 
 
 def impression_files(data: Path) -> list[Path]:
@@ -296,8 +296,8 @@ def run(config: LabelConfig) -> Path:
     cov = coverage(inputs, scan, requests, boundary, reject_counts)
     manifest = _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in,
                          cov, time.perf_counter() - start)
-    (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     write_stats(config.out / STATS_DIR, requests, boundary, cov, config.data)
+    (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: the folder is complete
     return config.out
 
 
@@ -321,7 +321,7 @@ def _edges(config: LabelConfig, scan: dict[str, pa.Table], boundary: int) -> np.
     if config.bin_edges is None:
         return fit_edges_from_days(scan["days"], boundary, config.levels, config.edge_quantile)
     edges = (load_bin_edges(config.bin_edges) if isinstance(config.bin_edges, Path)
-             else check_bin_edges(config.bin_edges))
+             else check_edges(config.bin_edges, "bin_edges"))
     if edges.size - 1 != config.levels:
         raise ValueError(f"the given bin edges define {edges.size - 1} levels but levels={config.levels}; "
                          f"pass levels={edges.size - 1} (--levels {edges.size - 1})")

@@ -92,8 +92,9 @@ class EmbeddingStore:
     @property
     def items_path(self) -> Path | None:
         """The items file recorded in the manifest, when it is still there."""
-        path = (self.manifest.get(INPUT_KEY) or {}).get("path")
-        return Path(path) if path and Path(path).is_file() else None
+        source = self.manifest.get(INPUT_KEY)
+        path = source.get("path") if isinstance(source, dict) else None
+        return Path(path) if isinstance(path, str) and Path(path).is_file() else None
 
     @property
     def index_path(self) -> Path | None:

@@ -15,7 +15,7 @@ ALLOWED = {
     "embedder": {"common", "retrieval"},
     "intent_labels": {"common", "retrieval"},
     "daian": {"common", "retrieval", "intent_labels"},
-    "report": {"common", "retrieval", "intent_labels", "daian"},
+    "report": {"common", "intent_labels", "daian"},
 }
 
 

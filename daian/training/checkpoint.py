@@ -21,11 +21,9 @@ from torch import nn
 
 from daian.data.vocab import Vocabularies
 from daian.models.base import FeatureSizes
-from daian.run_folder import CHECKPOINT, CHECKPOINT_CONFIG
+from daian.run_folder import CHECKPOINT, CHECKPOINT_CONFIG, CHECKPOINT_FORMATS, read_checkpoint_config
 
-# 2: each model's own config class (format 1 saved one config with every model's fields)
-CHECKPOINT_FORMAT = "daian-checkpoint/2"
-READABLE_FORMATS = ("daian-checkpoint/1", CHECKPOINT_FORMAT)
+CHECKPOINT_FORMAT = CHECKPOINT_FORMATS[-1]
 WEIGHTS, VOCAB, TRAINER_STATE = "model.safetensors", "vocab.json", "trainer_state.pt"
 
 
@@ -93,20 +91,11 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def read_meta(path: Path) -> dict:
-    """A checkpoint's config.json, its format checked."""
-    meta = json.loads((Path(path) / CHECKPOINT_CONFIG).read_text())
-    if meta.get("format") not in READABLE_FORMATS:
-        raise ValueError(f"{path}/{CHECKPOINT_CONFIG}: format {meta.get('format')!r}, expected one of "
-                         f"{list(READABLE_FORMATS)}")
-    return meta
-
-
 def saved_model_config(meta: dict):
     """The model config a checkpoint was built with (fields added since take their old values)."""
     from daian.models import registry
 
-    first_format = meta["format"] == READABLE_FORMATS[0]  # one config held every model's fields
+    first_format = meta["format"] == CHECKPOINT_FORMATS[0]  # one config held every model's fields
     return registry.config_from_dict(meta["model"], drop_unknown=first_format)
 
 
@@ -125,7 +114,7 @@ def load_checkpoint(path: str | Path, store: str | Path | None = None, device: s
     from retrieval.store import EmbeddingStore
 
     path = Path(path)
-    meta = read_meta(path)
+    meta = read_checkpoint_config(path)
     vocabs = Vocabularies.load(path / VOCAB)
     sizes = FeatureSizes(**meta["sizes"])
     emb_store = EmbeddingStore.load(store if store is not None else meta["train"]["store"])

@@ -85,7 +85,7 @@ def train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle
 
 def _restore(resume_from: Path, model, model_config, accelerator, run_dir: Path) -> dict:
     """Load a checkpoint's weights, trainer state and RNG states into a freshly built run."""
-    saved = C.saved_model_config(C.read_meta(resume_from)).to_dict()
+    saved = C.saved_model_config(RF.read_checkpoint_config(resume_from)).to_dict()
     current = model_config.to_dict()
     if saved != current:
         changed = sorted(k for k in saved if saved[k] != current.get(k))
@@ -112,7 +112,7 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     set_seed(seed)
     defaults = data_model_defaults(config, bundle)
     if resume_from is not None:  # the data's settings as the run was built with them (format 1 had fewer)
-        saved = C.saved_model_config(C.read_meta(resume_from))
+        saved = C.saved_model_config(RF.read_checkpoint_config(resume_from))
         defaults = {k: getattr(saved, k) for k in defaults if hasattr(saved, k)}
     model_config = config.model_config(defaults)
     model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from intent_labels.batch import LabelContext, label_batch, label_fields, scan_batch
+from intent_labels.batch import LabelContext, label_batch, scan_batch
+from intent_labels.labelled import label_fields
 from intent_labels.history import BehaviourLog, ItemCatalog
 from retrieval.store import EmbeddingStore
 
