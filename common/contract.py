@@ -262,3 +262,24 @@ def read_truth_users(folder: str | Path) -> pa.Table | None:
     if "user_id" not in table.column_names:
         raise ContractError(f"{path}: no 'user_id' column")
     return table
+
+
+def read_user_types(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted user ids, their planted `user_type` as objects) from `truth/users.parquet`, or None
+    when the dataset carries no truth or the truth no types."""
+    table = read_truth_users(folder)
+    if table is None or "user_type" not in table.column_names:
+        return None
+    ids = table.column("user_id").to_numpy()
+    types = np.asarray(table.column("user_type").to_pylist(), dtype=object)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], types[order]
+
+
+def lookup_user_types(user_types: tuple[np.ndarray, np.ndarray], user_ids: np.ndarray) -> np.ndarray:
+    """Each user's planted type (object array), None for a user the truth does not know."""
+    ids, types = user_types
+    user_ids = np.asarray(user_ids)
+    pos = np.minimum(np.searchsorted(ids, user_ids), max(ids.size - 1, 0))
+    found = ids[pos] == user_ids if ids.size else np.zeros(user_ids.shape, bool)
+    return np.where(found, types[pos] if ids.size else None, None).astype(object)

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from common.contract import read_truth_users
+from common.contract import lookup_user_types, read_user_types
 
-USER_TYPE_COLUMNS = ("intent_type", "user_type", "type")  # looked for in truth/users.parquet
 
 
 def coverage(inputs, scan: dict[str, pa.Table], requests, boundary: int, reject_counts: dict[str, int]) -> dict:
@@ -80,13 +78,11 @@ def write_stats(folder: Path, requests, boundary: int, cov: dict, dataset: Path)
     fig.savefig(folder / "intent_overall.png", dpi=100)
     plt.close(fig)
 
-    types = _user_types(dataset)
+    types = read_user_types(dataset)
     if types is None:
         return
-    ids, labels = types
-    pos = np.minimum(np.searchsorted(ids, requests.user_ids), max(ids.size - 1, 0))
-    found = ids[pos] == requests.user_ids if ids.size else np.zeros(requests.user_ids.shape, bool)
-    req_type = np.where(found, labels[pos], "unknown")
+    known = lookup_user_types(types, requests.user_ids)
+    req_type = np.where(known == None, "unknown", known).astype(str)  # noqa: E711 (elementwise)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     kinds = sorted(set(req_type[requests.has_intent].tolist()))
     width = 0.8 / max(len(kinds), 1)
@@ -100,15 +96,3 @@ def write_stats(folder: Path, requests, boundary: int, cov: dict, dataset: Path)
     fig.tight_layout()
     fig.savefig(folder / "intent_by_user_type.png", dpi=100)
     plt.close(fig)
-
-
-def _user_types(dataset: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(sorted user ids, their planted type) from truth/users.parquet, or None without a type."""
-    table = read_truth_users(dataset)
-    col = None if table is None else next((c for c in USER_TYPE_COLUMNS if c in table.column_names), None)
-    if col is None:
-        return None
-    ids = table.column("user_id").to_numpy()
-    labels = np.asarray(pc.cast(table.column(col), pa.string()).to_pylist(), dtype=object)
-    order = np.argsort(ids)
-    return ids[order], labels[order]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from common.contract import FILES, TRUTH_DIR, TRUTH_USERS, read_table, read_truth_users
+from common.contract import FILES, TRUTH_DIR, TRUTH_USERS, lookup_user_types, read_table, read_truth_users
 from daian.run_folder import list_matrix
 from intent_labels.labelled import MANIFEST, LabelledFolder
 
@@ -159,11 +159,7 @@ class Truth:
         """Planted type per user (None where unknown), or None without a user_type column."""
         if self.user_type is None:
             return None
-        rows = self.rows(users)
-        out = np.empty(rows.shape, dtype=object)
-        out[:] = None
-        out[rows >= 0] = self.user_type[rows[rows >= 0]]
-        return out
+        return lookup_user_types((self.user_id, self.user_type), users)
 
 
 def resolve_inputs(data: Path | None, dataset: Path | None, recorded: dict) -> tuple[LabelledFolder, Path]:

@@ -28,8 +28,7 @@ from daian.data.batching import EpochBatchSampler, make_loader
 from daian.data.columns import ragged_to_padded
 from daian.data.dataset import FEATURE_KEYS, TARGET_KEYS, TIRDataset, tensorise
 from daian.data.intent import attach_past_intent, leave_one_out_intent, past_intent
-from daian.data.loading import (LABELLED_COLUMNS, OPTIONAL_COLUMNS, DataBundle, load_data,
-                                lookup_user_type, read_user_types, resolve_dataset)
+from daian.data.loading import LABELLED_COLUMNS, OPTIONAL_COLUMNS, DataBundle, load_data, resolve_dataset
 from daian.data.tables import (LookupTable, build_item_table, build_user_table, fit_vocabularies,
                                frozen_item_vectors, store_rows)
 from daian.data.vocab import PAD, UNKNOWN, Vocab, Vocabularies
@@ -38,6 +37,6 @@ __all__ = [
     "DataBundle", "EpochBatchSampler", "FEATURE_KEYS", "LABELLED_COLUMNS", "LookupTable",
     "OPTIONAL_COLUMNS", "PAD", "TARGET_KEYS", "TIRDataset", "UNKNOWN", "Vocab", "Vocabularies",
     "attach_past_intent", "build_item_table", "build_user_table", "fit_vocabularies",
-    "frozen_item_vectors", "leave_one_out_intent", "load_data", "lookup_user_type", "make_loader",
-    "past_intent", "ragged_to_padded", "read_user_types", "resolve_dataset", "store_rows", "tensorise",
+    "frozen_item_vectors", "leave_one_out_intent", "load_data", "make_loader",
+    "past_intent", "ragged_to_padded", "resolve_dataset", "store_rows", "tensorise",
 ]

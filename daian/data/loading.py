@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.contract import FILES, read_table, read_truth_users
+from common.contract import FILES, lookup_user_types, read_table, read_user_types
 from daian.data.dataset import TIRDataset, tensorise
 from daian.data.intent import attach_past_intent
 from daian.data.tables import (LookupTable, build_item_table, build_user_table, fit_vocabularies,
@@ -79,25 +79,6 @@ def _dataset_from_store(store: EmbeddingStore, recorded: str | None) -> Path | N
     return items.parent if digest == recorded else None
 
 
-def read_user_types(dataset_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(sorted user ids, their planted user_type) from the dataset's truth, or None without it."""
-    table = read_truth_users(dataset_dir)
-    if table is None or "user_type" not in table.column_names:
-        return None
-    ids = table.column("user_id").to_numpy()
-    types = np.asarray(table.column("user_type").to_pylist(), dtype=object)
-    order = np.argsort(ids, kind="stable")
-    return ids[order], types[order]
-
-
-def lookup_user_type(user_type: tuple[np.ndarray, np.ndarray], user_ids: np.ndarray) -> np.ndarray:
-    """Each user's planted type, None for a user the truth does not know."""
-    ids, types = user_type
-    pos = np.minimum(np.searchsorted(ids, user_ids), max(ids.size - 1, 0))
-    found = ids[pos] == user_ids if ids.size else np.zeros(user_ids.shape, bool)
-    return np.where(found, types[pos] if ids.size else None, None).astype(object)
-
-
 def _sizes(vocabs: Vocabularies, *, max_page: int, max_dt: int, levels: int) -> FeatureSizes:
     return FeatureSizes(
         item_fields={"item": len(vocabs.item), "category": len(vocabs.category),
@@ -154,7 +135,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
     user_type = read_user_types(dataset_dir)
     if user_type is not None:
         for ds in splits.values():
-            ds.meta["user_type"] = lookup_user_type(user_type, ds.meta["user_id"])
+            ds.meta["user_type"] = lookup_user_types(user_type, ds.meta["user_id"])
     summary = _summary(splits, item_table, user_table)
     summary |= {"dataset": str(dataset_dir), "catalogue_items_missing_from_store": store_misses,
                 "store_dim": emb_store.dim, "past_intent": has_past}

@@ -99,7 +99,7 @@ def make_world(folder: Path, seed: int = 0) -> Path:
 
     truth = folder / "truth"
     truth.mkdir(exist_ok=True)
-    pq.write_table(pa.table({"user_id": users, "intent_type": np.where(users % 3 == 0, "broad", "specific")}),
+    pq.write_table(pa.table({"user_id": users, "user_type": np.where(users % 3 == 0, "broad", "specific")}),
                    truth / "users.parquet")
     return folder
 
