@@ -7,6 +7,7 @@ pure functions over numpy arrays and Arrow record batches (`binning`, `history`,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .binning import fit_bin_edges, intent_distribution
 from .config import LabelConfig
@@ -15,21 +16,14 @@ from .labelled import similarity_level
 __all__ = ["LabelConfig", "fit_bin_edges", "intent_distribution", "label_intents", "similarity_level"]
 
 
-def label_intents(data: str | Path, store: str | Path, out: str | Path, *, levels: int = 6,
-                  train_days: int = 7, subseq_level: int | None = None, max_hist: int = 50,
-                  hist_days: float = 14.0, max_subseq: int = 20, edge_quantile: float = 0.01,
-                  bin_edges: str | Path | list[float] | None = None, on_missing: str = "fail",
-                  engine: str = "local", batch_rows: int = 65_536, show_progress_bar: bool = True) -> Path:
+def label_intents(data: str | Path, store: str | Path, out: str | Path, **settings: Any) -> Path:
     """Label the dataset folder `data` with the embedding store `store`; write to `out`.
 
-    Writes OUT/train.parquet and OUT/test.parquet (folders of parts with engine="ray"),
-    OUT/manifest.json, OUT/stats/ and, with on_missing="drop", OUT/rejects.parquet. Returns `out`.
-    See `LabelConfig` for every argument and docs/labels.md for the algorithm.
+    `settings` are `LabelConfig`'s other fields (levels, train_days, bin_edges, engine, ...; their
+    defaults and meaning there; an unknown name is a TypeError). Writes OUT/train.parquet and
+    OUT/test.parquet (folders of parts with engine="ray"), OUT/manifest.json, OUT/stats/ and, with
+    on_missing="drop", OUT/rejects.parquet. Returns `out`. docs/labels.md has the algorithm.
     """
     from .pipeline import run
 
-    return run(LabelConfig(data=data, store=store, out=out, levels=levels, train_days=train_days,
-                           subseq_level=subseq_level, max_hist=max_hist, hist_days=hist_days,
-                           max_subseq=max_subseq, edge_quantile=edge_quantile,
-                           bin_edges=bin_edges, on_missing=on_missing,
-                           engine=engine, batch_rows=batch_rows, show_progress_bar=show_progress_bar))
+    return run(LabelConfig(data=data, store=store, out=out, **settings))
