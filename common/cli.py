@@ -10,8 +10,13 @@
 
 A user error (a contract violation, a missing or unreadable file, a bad setting, a bad flag value)
 exits 2 with one line, `PROG: error: ...`, naming the file, column, row or flag; `--debug` shows
-the traceback instead. Ctrl-C exits 130 with one line. Anything else is a bug and keeps its
+the traceback instead. Ctrl-C exits 130 with one line, `PROG: interrupted; ...` saying what was kept
+and how to go on (the command's `interrupted(args)` message). Anything else is a bug and keeps its
 traceback.
+
+`run` takes the parser or a function building it, so that a Ctrl-C while heavy modules import
+(torch) also ends in one line; `overwrite_help` and `check_output` are the one rule for outputs that
+exist: refused unless `--overwrite`.
 """
 from __future__ import annotations
 
@@ -69,16 +74,27 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def run(parser: argparse.ArgumentParser, argv: list[str] | None,
-        body: Callable[[argparse.Namespace], int | None]) -> int:
-    """Parse `argv`, call `body(args)`, and turn user errors into exit code 2 with one line."""
+def run(parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser],
+        argv: list[str] | None, body: Callable[[argparse.Namespace], int | None],
+        interrupted: Callable[[argparse.Namespace], str] | None = None) -> int:
+    """Parse `argv`, call `body(args)`, and turn user errors into exit code 2 with one line.
+
+    `interrupted(args)` says, after a Ctrl-C, what was kept and how to resume (one line)."""
+    if not isinstance(parser, argparse.ArgumentParser):
+        try:
+            parser = parser()
+        except KeyboardInterrupt:
+            print("interrupted before starting; nothing was written", file=sys.stderr)
+            return INTERRUPTED
     args = parser.parse_args(argv)
     try:
         code = body(args)
     except KeyboardInterrupt:
         if getattr(args, "debug", False):
             raise
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        said = interrupted(args) if interrupted is not None else ""
+        print(f"{parser.prog}: interrupted" + (f"; {one_line(Exception(said))}" if said else ""),
+              file=sys.stderr)
         return INTERRUPTED
     except USER_ERRORS as exc:
         if getattr(args, "debug", False):
@@ -91,3 +107,23 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None,
 def fail(parser: argparse.ArgumentParser, message: str) -> None:
     """A flag combination that cannot work: one line, exit 2 (argparse's own bad-flag path)."""
     parser.error(message)
+
+
+def overwrite_help(what: str = "the output") -> str:
+    return f"replace {what} if it exists (refused otherwise, so no earlier result is lost)"
+
+
+def check_output(path, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse an existing, non-empty output (a file, or a folder with anything in it) unless
+    `overwrite`; the error names the path and the flags."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    if overwrite:
+        return
+    raise FileExistsError(f"{path} ({flag}) exists and is not empty; pass --overwrite to replace it, "
+                          "or choose another path")

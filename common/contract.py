@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import datetime as dt
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,8 +28,14 @@ FILES = {name: f"{name}.parquet" for name in TABLES}  # the file of each table i
 TRUTH_DIR = "truth"
 TRUTH_USERS = "users.parquet"  # user_id, user_type, intent_profile, ...
 ACTIONS = ("click", "cart", "buy")
-# Unix seconds beyond this (year 5138) are almost surely milliseconds or nanoseconds.
+# Unix seconds beyond this (year 5138) are almost surely milliseconds or nanoseconds: refused always.
 MAX_TS_SECONDS = 100_000_000_000
+# A log's plausible time range: from 2000-01-01 UTC to one day after now. Seconds outside it are a
+# unit slip (minutes, hours) or a broken clock; `any_ts=True` (the CLIs' --allow-any-ts) widens the
+# range to [0, MAX_TS_SECONDS) for synthetic or very old logs.
+MIN_PLAUSIBLE_TS = 946_684_800  # 2000-01-01 00:00:00 UTC
+PLAUSIBLE_TS_SLACK = 86_400  # seconds after now that are still accepted (clock skew, time zones)
+ALLOW_ANY_TS_FLAG = "--allow-any-ts"
 SHOW_ROWS = 5  # how many offending rows an error names
 
 
@@ -49,8 +58,28 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-_TS_RULE = ("ts must be unix seconds in [0, 1e11)",
-            lambda c: pc.or_(pc.less(c, 0), pc.greater_equal(c, MAX_TS_SECONDS)))
+def max_plausible_ts() -> int:
+    """The latest plausible log time: now plus `PLAUSIBLE_TS_SLACK`."""
+    return int(time.time()) + PLAUSIBLE_TS_SLACK
+
+
+def _utc_day(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def ts_rule(any_ts: bool = False) -> tuple[str, Callable[[pa.ChunkedArray], pa.ChunkedArray]]:
+    """The rule of a `ts` column: plausible unix seconds, or any seconds in [0, 1e11) with `any_ts`."""
+    if any_ts:
+        return ("ts must be unix seconds in [0, 1e11) (milliseconds are refused)",
+                lambda c: pc.or_(pc.less(c, 0), pc.greater_equal(c, MAX_TS_SECONDS)))
+    high = max_plausible_ts()
+    return (f"ts must be unix seconds between {_utc_day(MIN_PLAUSIBLE_TS)} and {_utc_day(high)} UTC "
+            f"(milliseconds, minutes or a broken clock otherwise; {ALLOW_ANY_TS_FLAG} accepts any "
+            "seconds in [0, 1e11))",
+            lambda c: pc.or_(pc.less(c, MIN_PLAUSIBLE_TS), pc.greater(c, high)))
+
+
+_TS_RULE = ("ts", None)  # marker: the ts rule depends on `any_ts` and the clock (`ts_rule`)
 
 SCHEMAS: dict[str, tuple[Column, ...]] = {
     "items": (
@@ -64,6 +93,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
                rule=("price must be finite and >= 0",
                      lambda c: pc.invert(pc.and_(pc.is_finite(c), pc.greater_equal(c, 0.0))))),
     ),
+    # every other column of users.parquet is a profile field: int64, not null (checked below)
     "users": (Column("user_id", pa.int64()),),
     "behaviors": (
         Column("user_id", pa.int64()),
@@ -87,6 +117,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
     ),
 }
 UNIQUE_KEYS = {"items": "item_id", "users": "user_id"}
+PROFILE_TYPE = pa.int64()
 
 
 def _label(source: str | Path | None, name: str) -> str:
@@ -120,21 +151,37 @@ def _check_type(label: str, col: Column, actual: pa.DataType) -> None:
 
 
 def profile_columns(schema: pa.Schema) -> list[str]:
-    """The users table's profile columns: every int64 column besides user_id, in file order."""
-    return [f.name for f in schema if f.name != "user_id" and f.type == pa.int64()]
+    """The users table's profile columns: every column besides user_id, in file order (each int64,
+    not null: `validate_table` refuses any other type)."""
+    return [f.name for f in schema if f.name != "user_id"]
+
+
+def _check_profiles(label: str, table: pa.Table, row_offset: int) -> None:
+    for column in profile_columns(table.schema):
+        data = table.column(column)
+        if data.type != PROFILE_TYPE:
+            raise ContractError(
+                f"{label}: profile column '{column}' has type {data.type}, the contract requires "
+                f"{PROFILE_TYPE} codes (every column of users.parquet besides user_id is a profile "
+                "field; encode it as int64 codes or drop the column)")
+        if data.null_count:
+            _fail(label, column, "are null (a profile code is required; give unknowns a code of "
+                  "their own)", _bad_rows(pc.is_null(data)), row_offset)
 
 
 def validate_table(table: pa.Table | pa.RecordBatch | str | Path, name: str,
-                   source: str | Path | None = None, row_offset: int = 0) -> pa.Table:
+                   source: str | Path | None = None, row_offset: int = 0,
+                   any_ts: bool = False) -> pa.Table:
     """Check a table (or a Parquet file) against the contract for `name`; return it unchanged.
 
     `source` names the file in errors; `row_offset` makes row numbers absolute when a caller checks
-    a file batch by batch.
+    a file batch by batch; `any_ts` accepts any unix seconds in [0, 1e11) instead of the plausible
+    range (`ts_rule`).
     """
     if name not in SCHEMAS:
         raise ValueError(f"unknown table {name!r}; expected one of {list(TABLES)}")
     if isinstance(table, (str, Path)):
-        return read_table(table, name)
+        return read_table(table, name, any_ts=any_ts)
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     label = _label(source, name)
@@ -148,7 +195,7 @@ def validate_table(table: pa.Table | pa.RecordBatch | str | Path, name: str,
         if not col.nullable and data.null_count:
             _fail(label, col.name, "are null", _bad_rows(pc.is_null(data)), row_offset)
         if col.rule is not None:
-            what, bad = col.rule
+            what, bad = ts_rule(any_ts) if col.rule is _TS_RULE else col.rule
             mask = pc.fill_null(bad(data), False)
             rows = _bad_rows(mask)
             if rows.size:
@@ -161,6 +208,8 @@ def validate_table(table: pa.Table | pa.RecordBatch | str | Path, name: str,
         if rows.size:
             _fail(label, "title", "have neither a title nor a picture", rows, row_offset,
                   pc.take(table.column("item_id"), pa.array(rows[:SHOW_ROWS])).to_pylist())
+    if name == "users":
+        _check_profiles(label, table, row_offset)
     if name in UNIQUE_KEYS:
         _check_unique(label, table.column(UNIQUE_KEYS[name]), UNIQUE_KEYS[name], row_offset)
     return table
@@ -176,39 +225,62 @@ def _check_unique(label: str, data: pa.ChunkedArray, column: str, row_offset: in
               ids[rows[:SHOW_ROWS]].tolist())
 
 
-def _open_parquet(path: Path, name: str) -> pq.ParquetFile:
-    """Open a Parquet file, naming the expected table when it is missing or unreadable."""
+def open_parquet(path: str | Path, name: str) -> pq.ParquetFile:
+    """Open a Parquet file, naming the file and the expected table when it is missing, a folder,
+    empty (0 bytes) or unreadable."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (expected the {name} table)")
+    if path.is_dir():
+        raise ContractError(f"{path}: is a folder, expected the {name} table as one Parquet file")
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: empty file (0 bytes), expected the {name} table as Parquet")
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ContractError(f"{path}: not a readable Parquet file ({exc})") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise ContractError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from exc
 
 
-def read_table(path: str | Path, name: str, columns: list[str] | None = None) -> pa.Table:
+def _read_all(pf: pq.ParquetFile, path: Path) -> pa.Table:
+    try:
+        return pf.read()
+    except (pa.ArrowException, OSError) as exc:  # a corrupt page or column chunk past the footer
+        raise ContractError(f"{path}: unreadable Parquet data ({' '.join(str(exc).split())})") from exc
+
+
+def read_table(path: str | Path, name: str, columns: list[str] | None = None,
+               any_ts: bool = False) -> pa.Table:
     """Read a Parquet file and validate it against the contract for `name`.
 
     `columns` restricts what is returned (the required columns are always checked).
     """
     path = Path(path)
-    table = _open_parquet(path, name).read()
-    validate_table(table, name, source=path)
+    table = _read_all(open_parquet(path, name), path)
+    validate_table(table, name, source=path, any_ts=any_ts)
     return table.select(columns) if columns is not None else table
 
 
 def iter_validated_batches(path: str | Path, name: str, batch_size: int = 1 << 20,
-                           columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+                           columns: list[str] | None = None,
+                           any_ts: bool = False) -> Iterator[pa.RecordBatch]:
     """Stream a large Parquet file in record batches, validating each with absolute row numbers.
 
     Uniqueness of item/user ids is not checked across batches here; those tables are small enough
     for `read_table`.
     """
     path = Path(path)
-    pf = _open_parquet(path, name)
+    pf = open_parquet(path, name)
     offset = 0
-    for batch in pf.iter_batches(batch_size=batch_size):
-        validate_table(batch, name, source=path, row_offset=offset)
+    batches = pf.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise ContractError(f"{path}: unreadable Parquet data after row {offset} "
+                                f"({' '.join(str(exc).split())})") from exc
+        validate_table(batch, name, source=path, row_offset=offset, any_ts=any_ts)
         offset += batch.num_rows
         yield batch.select(columns) if columns is not None else batch
 
@@ -226,12 +298,14 @@ def check_references(ids: np.ndarray, known: np.ndarray, label: str, column: str
               ids[rows[:SHOW_ROWS]].tolist())
 
 
-def validate_dataset(folder: str | Path) -> dict[str, int]:
+def validate_dataset(folder: str | Path, any_ts: bool = False) -> dict[str, int]:
     """Validate the four files of a dataset folder and the references between them.
 
     Returns the row count of each table.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such dataset folder")
     items = read_table(folder / FILES["items"], "items", columns=["item_id"])
     users = read_table(folder / FILES["users"], "users", columns=["user_id"])
     item_ids = items.column("item_id").to_numpy()
@@ -243,7 +317,7 @@ def validate_dataset(folder: str | Path) -> dict[str, int]:
     for name, checks in refs.items():
         path = folder / FILES[name]
         offset = 0
-        for batch in iter_validated_batches(path, name):
+        for batch in iter_validated_batches(path, name, any_ts=any_ts):
             for column, known, target in checks:
                 check_references(batch.column(column).to_numpy(), known, str(path), column,
                                  target, offset)
@@ -258,7 +332,7 @@ def read_truth_users(folder: str | Path) -> pa.Table | None:
     path = Path(folder) / TRUTH_DIR / TRUTH_USERS
     if not path.is_file():
         return None
-    table = _open_parquet(path, "truth users").read()
+    table = _read_all(open_parquet(path, "truth users"), path)
     if "user_id" not in table.column_names:
         raise ContractError(f"{path}: no 'user_id' column")
     return table

@@ -26,7 +26,7 @@ def _users():
     return pa.table({"user_id": pa.array([1, 2], pa.int64()),
                      "gender": pa.array([0, 1], pa.int64()),
                      "age_level": pa.array([3, 4], pa.int64()),
-                     "note": pa.array(["a", "b"])})
+                     "city_id": pa.array([3, 4], pa.int64())})
 
 
 def _behaviors():
@@ -59,8 +59,14 @@ def test_valid_tables_pass_unchanged():
         assert validate_table(table, name) is table
 
 
-def test_profile_columns_are_the_int64_codes():
-    assert profile_columns(_users().schema) == ["gender", "age_level"]
+def test_profile_columns_are_every_column_but_user_id_and_must_be_int64_codes():
+    assert profile_columns(_users().schema) == ["gender", "age_level", "city_id"]
+    # Before: an int32 or string profile column passed and training dropped it (profile_fields: []).
+    for bad in (pa.array([3, 4], pa.int32()), pa.array(["3", "4"])):
+        with pytest.raises(ContractError, match=r"users.parquet: profile column 'city_id' has type"):
+            validate_table(_set(_users(), "city_id", bad.to_pylist(), bad.type), "users")
+    with pytest.raises(ContractError, match=r"column 'city_id': 1 row\(s\) are null.*\[1\]"):
+        validate_table(_set(_users(), "city_id", [3, None]), "users")
 
 
 def test_missing_column_is_named():
