@@ -62,8 +62,8 @@ def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
         raise PictureError(f"{path}: picture file not found") from None
     if size > MAX_PICTURE_BYTES:
         raise PictureError(f"{path}: picture file of {size} bytes, over the limit of {MAX_PICTURE_BYTES}")
-    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 2 * max_pixels:
-        Image.MAX_IMAGE_PIXELS = 2 * max_pixels  # keep Pillow's own guard on (it errors at 2x)
+    if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 2 * MAX_PICTURE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = 2 * MAX_PICTURE_PIXELS  # keep Pillow's own guard on (it errors at 2x)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -77,7 +77,7 @@ def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
     except PictureError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise PictureError(f"{path}: picture refused by the pixel limit ({err})") from None
+        raise PictureError(f"{path}: picture over the limit of {max_pixels} pixels ({err})") from None
     except Image.UnidentifiedImageError:
         raise PictureError(f"{path}: not a picture format Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as err:

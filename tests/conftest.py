@@ -179,3 +179,9 @@ def handmade(tmp_path_factory):
     """The hand-made dataset (300 items, 100 users, 5 days of requests, pictures): a folder. Tests
     that break it copy it first (`shutil.copytree`)."""
     return write_handmade(tmp_path_factory.mktemp("handmade") / "logs")
+
+
+@pytest.fixture(scope="session")
+def make_handmade():
+    """`write_handmade` itself, for tests that need a variant (fewer items, no pictures, more days)."""
+    return write_handmade

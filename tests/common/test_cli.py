@@ -62,3 +62,47 @@ def test_bad_flag_is_one_line_and_defaults_come_from_the_dataclass(capsys):
     assert default_of(Settings, "names") == ["a"] and default_of(Settings, "needed") is None
     with pytest.raises(ValueError, match="no field 'bogus'"):
         default_of(Settings, "bogus")
+
+
+def test_ctrl_c_says_in_one_line_what_was_kept_and_how_to_resume(capsys):
+    def body(args):
+        raise KeyboardInterrupt
+
+    code = run(parser(), [], body, interrupted=lambda args: f"kept epoch 1 of run\nrerun with --resume (levels {args.levels})")
+    err = capsys.readouterr().err
+    assert code == 130 and err == "tool: interrupted; kept epoch 1 of run rerun with --resume (levels 6)\n"
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line_too(capsys):
+    def slow_imports():
+        raise KeyboardInterrupt  # e.g. while torch imports
+
+    assert run(slow_imports, [], lambda args: 0) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "nothing was written" in err
+
+
+def test_a_parser_factory_is_called_once_and_parses(capsys):
+    built = []
+
+    def factory():
+        built.append(1)
+        return parser()
+
+    assert run(factory, ["--levels", "3"], lambda args: args.levels - 3) == 0 and built == [1]
+
+
+def test_check_output_refuses_a_non_empty_output_unless_overwrite(tmp_path):
+    from common.cli import check_output
+
+    check_output(tmp_path / "absent", overwrite=False)
+    (tmp_path / "empty").mkdir()
+    check_output(tmp_path / "empty", overwrite=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("1")
+    (tmp_path / "file").write_text("1")
+    for path in (tmp_path / "full", tmp_path / "file"):
+        with pytest.raises(FileExistsError, match=rf"{path} \(--out\) exists and is not empty; pass --overwrite"):
+            check_output(path, overwrite=False)
+        check_output(path, overwrite=True)
+    assert (tmp_path / "full" / "x").read_text() == "1"  # the check never deletes
