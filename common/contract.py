@@ -85,7 +85,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
     "items": (
         Column("item_id", pa.int64()),
         Column("title", pa.string(), nullable=True),
-        Column("image", pa.string(), nullable=True),
+        Column("image", pa.string(), nullable=True,
+               rule=("image must be null (no picture) or a non-empty path",
+                     lambda c: pc.equal(pc.utf8_trim_whitespace(c), ""))),
         Column("category_id", pa.int64()),
         Column("top_category_id", pa.int64()),
         Column("brand_id", pa.int64()),

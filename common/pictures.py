@@ -50,16 +50,16 @@ def picture_path(root: str | Path, value: str, item_id: object = None) -> Path:
     return resolved
 
 
-def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
-    """Decode the picture at `path` to an RGB `PIL.Image`; PictureError (naming the path) when it
-    is missing, too large on disk or in pixels, or not a readable picture."""
+def _guarded_open(path: Path, max_pixels: int, decode: bool):
+    """Open `path` under the limits; the picture's (width, height), or its RGB image with `decode`."""
     from PIL import Image
 
-    path = Path(path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise PictureError(f"{path}: picture file not found") from None
+        raise PictureError(f"{path}: file not found") from None
+    except OSError as err:
+        raise PictureError(f"{path}: cannot be opened ({err})") from None
     if size > MAX_PICTURE_BYTES:
         raise PictureError(f"{path}: picture file of {size} bytes, over the limit of {MAX_PICTURE_BYTES}")
     if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 2 * MAX_PICTURE_PIXELS:
@@ -72,6 +72,8 @@ def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
                 if w * h > max_pixels:
                     raise PictureError(f"{path}: picture of {w}x{h} pixels, over the limit of "
                                        f"{max_pixels} pixels")
+                if not decode:
+                    return w, h
                 img.load()
                 return img.convert("RGB")
     except PictureError:
@@ -81,4 +83,16 @@ def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
     except Image.UnidentifiedImageError:
         raise PictureError(f"{path}: not a picture format Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as err:
-        raise PictureError(f"{path}: corrupt or truncated picture ({err})") from None
+        what = "corrupt or truncated picture" if decode else "cannot be opened"
+        raise PictureError(f"{path}: {what} ({err})") from None
+
+
+def picture_header(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS) -> tuple[int, int]:
+    """(width, height) from the picture's header alone, under the limits of `open_picture`."""
+    return _guarded_open(Path(path), max_pixels, decode=False)
+
+
+def open_picture(path: str | Path, max_pixels: int = MAX_PICTURE_PIXELS):
+    """Decode the picture at `path` to an RGB `PIL.Image`; PictureError (naming the path) when it
+    is missing, too large on disk or in pixels, or not a readable picture."""
+    return _guarded_open(Path(path), max_pixels, decode=True)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from common.cli import default_of, make_parser, run
 from retrieval.store import VECTOR_DTYPES
 
 from .encoder import BACKENDS, ON_BAD_IMAGE, PRECISIONS, QWEN_VL_ONLY, EmbedderConfig
-from .store_builder import BuildConfig, build_store_from_config
+from .store_builder import SHARDS_DIR, BuildConfig, build_store_from_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also build index.faiss: 'auto' (chosen by catalogue size) or a faiss factory string "
                         "such as Flat, HNSW32, IVF1024,Flat (default: no index; search builds an exact one)")
     p.add_argument("--on-bad-image", choices=ON_BAD_IMAGE, default=default_of(BuildConfig, "on_bad_image"),
-                   help="missing/corrupt/unsupported picture: fail naming the item, or embed the "
-                        "item from its text and list it in the manifest (default %(default)s)")
+                   help="missing/corrupt/unsupported picture (every backend; the text backend reads "
+                        "the headers): fail naming the item, or embed the item from its text, list it in "
+                        "the manifest and warn (default %(default)s)")
     p.add_argument("--instruction", default=None, help="qwen-vl system instruction (default: a product instruction)")
     p.add_argument("--pooling", default=None,
                    help="qwen-vl: last (default) or mean; text: mean, cls, max, mean_sqrt_len, lasttoken "
@@ -77,12 +79,23 @@ def _embed(args: argparse.Namespace) -> None:
         for flag in QWEN_VL_ONLY:
             if getattr(args, flag) is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} applies to --backend qwen-vl only")
-    out = build_store_from_config(config_from_args(args))
+    out = build_store_from_config(config_from_args(args),
+                                  warn=lambda message: print(f"embed-items: warning: {message}", file=sys.stderr))
     print(f"embedding store written to {out}")
 
 
+def _interrupted(args: argparse.Namespace) -> str:
+    """After Ctrl-C: what was kept (the finished shards) and how to go on."""
+    shards = Path(args.out) / SHARDS_DIR
+    done = len(list(shards.glob("shard-*.npy"))) if shards.is_dir() else 0
+    if not done:
+        return "no shard was finished, nothing to resume; run the same command again to start"
+    return (f"{done} finished shard(s) kept in {shards}; run the same command again to resume "
+            "(--no-resume starts over)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv, _embed)
+    return run(build_parser, argv, _embed, _interrupted)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@
 An item may be an `Item`, a dict or any object (e.g. a dataclass) with `text` or `title` and optionally
 `picture` or `image` (a file path or a PIL image) and `item_id` or `id`; a plain string is a text-only
 item. Pictures are opened here so that every failure names the item and the file.
+
+Pictures named by items.parquet are a data file's paths: `items_from_table` confines them to their
+folder (`common.pictures.picture_path`). Pictures given in memory (an `Item`, a `search-items
+--image` query) are the caller's own choice and are not confined; every picture, wherever it comes
+from, is opened under the same limits (`common.pictures.open_picture`; `picture_size` reads the
+header under the same pixel and file size limits).
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+
+from common.pictures import MAX_PICTURE_PIXELS, PictureError, open_picture, picture_header, picture_path
 
 MAX_ASPECT_RATIO = 200  # Qwen-VL's resize rejects pictures more elongated than this
 
@@ -84,19 +92,16 @@ def as_items(items: Iterable[Any]) -> list[Item]:
 
 
 def picture_size(item: Item) -> tuple[int, int]:
-    """(width, height) of the item's picture, reading only the file header."""
+    """(width, height) of the item's picture, reading only the file header, under the limits of
+    `common.pictures.open_picture` (file size, `MAX_PICTURE_PIXELS`, Pillow's bomb guard on)."""
     if isinstance(item.picture, Image.Image):
+        _check_size(item, "(in-memory image)", item.picture.size)
         return item.picture.size
     path = Path(item.picture)
     try:
-        with Image.open(path) as img:
-            size = img.size
-    except FileNotFoundError:
-        raise BadPictureError(item.label, str(path), "file not found") from None
-    except Image.UnidentifiedImageError:
-        raise BadPictureError(item.label, str(path), "not a picture format PIL can read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise BadPictureError(item.label, str(path), f"cannot be opened ({err})") from None
+        size = picture_header(path)
+    except PictureError as err:  # its message is "PATH: reason"
+        raise BadPictureError(item.label, str(path), str(err).removeprefix(f"{path}: ")) from None
     _check_size(item, str(path), size)
     return size
 
@@ -105,26 +110,24 @@ def _check_size(item: Item, path: str, size: tuple[int, int]) -> None:
     w, h = size
     if w < 1 or h < 1:
         raise BadPictureError(item.label, path, f"empty picture ({w}x{h})")
+    if w * h > MAX_PICTURE_PIXELS:
+        raise BadPictureError(item.label, path, f"picture of {w}x{h} pixels, over the limit of "
+                                                f"{MAX_PICTURE_PIXELS} pixels")
     if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
         raise BadPictureError(item.label, path, f"unsupported aspect ratio {w}x{h} (over {MAX_ASPECT_RATIO}:1)")
 
 
 def load_picture(item: Item) -> Image.Image:
-    """Decode the item's picture to RGB; raises BadPictureError naming the item and the path."""
+    """Decode the item's picture to RGB through `common.pictures.open_picture` (its pixel and file
+    size limits); raises BadPictureError naming the item and the path."""
     if isinstance(item.picture, Image.Image):
         _check_size(item, "(in-memory image)", item.picture.size)
         return item.picture.convert("RGB")
     path = Path(item.picture)
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise BadPictureError(item.label, str(path), "file not found") from None
-    except Image.UnidentifiedImageError:
-        raise BadPictureError(item.label, str(path), "not a picture format PIL can read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise BadPictureError(item.label, str(path), f"corrupt or truncated ({err})") from None
+        rgb = open_picture(path)
+    except PictureError as err:  # its message is "PATH: reason"
+        raise BadPictureError(item.label, str(path), str(err).removeprefix(f"{path}: ")) from None
     _check_size(item, str(path), rgb.size)
     return rgb
 
@@ -212,7 +215,13 @@ def read_items_table(path: str | Path) -> pa.Table:
 def items_from_table(table: pa.Table, images_root: str | Path | None, source: str = "items",
                      text_template: str | None = AUTO_TEXT) -> list[Item]:
     """Items from an items table (item_id, the text `text_template` renders from the row, image
-    relative to `images_root`); see `resolve_text_template` for the `auto` default."""
+    relative to `images_root`); see `resolve_text_template` for the `auto` default.
+
+    Each `image` value is a data file's path, so it goes through `common.pictures.picture_path`:
+    a URL, or a path (relative, absolute or through a symlink) whose real location is outside
+    `images_root` (the working directory when None), raises PictureError naming the source, row,
+    item and path, before any model loads. Only that it is allowed is checked here, not that the
+    file exists (see `picture_size`)."""
     for col in ("item_id", "title"):
         if col not in table.column_names:
             raise ValueError(f"{source}: missing column {col!r}")
@@ -222,12 +231,15 @@ def items_from_table(table: pa.Table, images_root: str | Path | None, source: st
     template = resolve_text_template(text_template, table.column_names, source)
     titles = render_texts(table, template, source)
     images = table.column("image").to_pylist() if "image" in table.column_names else [None] * len(ids)
-    root = Path(images_root) if images_root is not None else None
+    root = Path(images_root) if images_root is not None else Path.cwd()
     out = []
     for i, (item_id, title, image) in enumerate(zip(ids.tolist(), titles, images)):
         picture = None
         if image:
-            picture = Path(image) if root is None or Path(image).is_absolute() else root / image
+            try:  # a data file's path: confined to its folder, a URL refused (common.pictures)
+                picture = picture_path(root, image, item_id)
+            except PictureError as err:
+                raise PictureError(f"{source}: row {i}: {err}") from None
         out.append(Item(text=title, picture=picture, item_id=int(item_id)))
         if not title and picture is None:
             raise ValueError(f"{source}: item {item_id} (row {i}) has neither text ({template!r}) nor image")

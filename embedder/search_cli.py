@@ -47,7 +47,7 @@ def _search(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv, _search)
+    return run(build_parser, argv, _search)
 
 
 if __name__ == "__main__":

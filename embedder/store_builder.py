@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from retrieval.store import (EMBEDDINGS_FILE, INDEX_FILE, INPUT_KEY, ITEM_IDS_FILE, MANIFEST_FILE, VECTOR_DTYPES,
-                             write_manifest)
+from retrieval.store import (EMBEDDINGS_FILE, INDEX_FILE, INPUT_KEY, ITEM_IDS_FILE, MANIFEST_FILE, PICTURES_KEY,
+                             VECTOR_DTYPES, write_manifest)
 
 from .encoder import ON_BAD_IMAGE, EmbedderConfig, ItemEmbedder
-from .items import (AUTO_TEXT, Item, as_items, file_sha256, items_from_table, items_sha256, picture_size,
-                    read_items_table, resolve_text_template)
+from .items import (AUTO_TEXT, BadPictureError, Item, as_items, file_sha256, items_from_table, items_sha256,
+                    picture_size, read_items_table, resolve_text_template)
 
 SHARDS_DIR = "shards"
 RUN_FILE = "run.json"
@@ -89,13 +90,50 @@ def _load_items(items: Any, images_root: str | Path | None,
                     "text_template": template}
 
 
-def _check_pictures(items: list[Item], on_bad_image: str) -> None:
-    """Fail before any work when a picture is missing or unreadable (headers only)."""
-    if on_bad_image != "fail":
-        return
+def _check_pictures(items: list[Item], on_bad_image: str) -> list[int]:
+    """Read every picture's header before any work: the first missing or unreadable one raises
+    (on_bad_image='fail'); with 'text-only' the ids of such items are returned (they are embedded
+    from their text). An item with no text to fall back on raises either way."""
+    bad = []
     for it in items:
-        if it.picture is not None:
+        if it.picture is None:
+            continue
+        try:
             picture_size(it)
+        except BadPictureError:
+            if on_bad_image == "fail" or not it.text:
+                raise
+            bad.append(int(it.item_id))
+    return bad
+
+
+def picture_record(items: list[Item], bad_ids: list[int]) -> dict:
+    """The manifest's `items_without_picture` entry: how many items have no picture given, and
+    which were embedded from their text because their picture is missing or unreadable (ids sorted,
+    split by whether the file exists, with counts)."""
+    bad_ids = sorted(set(bad_ids))
+    pictures = {it.item_id: it.picture for it in items}
+    missing = [i for i in bad_ids if isinstance(pictures[i], (str, Path)) and not Path(pictures[i]).exists()]
+    gone = set(missing)
+    return {"no_picture_given": sum(it.picture is None for it in items),
+            "bad_picture_count": len(bad_ids), "bad_picture_text_only": bad_ids,
+            "bad_picture_missing": missing, "bad_picture_unreadable": [i for i in bad_ids if i not in gone]}
+
+
+def picture_warning(record: dict, n_items: int, store: Path, show: int = 5) -> str | None:
+    """The one-line warning for a store whose items have missing or unreadable pictures; None when
+    there are none."""
+    ids = record["bad_picture_text_only"]
+    if not ids:
+        return None
+    first = ", ".join(str(i) for i in ids[:show]) + (", ..." if len(ids) > show else "")
+    return (f"{len(ids)} of {n_items} items have a missing ({len(record['bad_picture_missing'])}) or "
+            f"unreadable ({len(record['bad_picture_unreadable'])}) picture and were embedded from their "
+            f"text: items {first}; listed in {store / MANIFEST_FILE} under {PICTURES_KEY}")
+
+
+def _warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _run_record(cfg: BuildConfig, embedder: ItemEmbedder, source: dict, n: int) -> dict:
@@ -186,30 +224,38 @@ def _build_index(out: Path, spec: str, n: int, dim: int) -> dict:
 
 
 def build_store_from_config(cfg: BuildConfig, items: Any = None, *, embedder: ItemEmbedder | None = None,
-                            on_shard_done: Callable[[int], None] | None = None) -> Path:
+                            on_shard_done: Callable[[int], None] | None = None,
+                            warn: Callable[[str], None] | None = None) -> Path:
     """Embed `items` (default: `cfg.items`) into the store folder `cfg.out`; see `build_store`."""
     out = Path(cfg.out)
     loaded, source = _load_items(cfg.items if items is None else items, cfg.images_root, cfg.text_template)
     if not loaded:
         raise ValueError(f"no items to embed in {source['path'] or 'the input'}")
+    uses_pictures = embedder.backend.uses_pictures if embedder is not None else cfg.embedder.backend != "text"
+    # The headers are read up front when a bad picture must stop the run (any backend), and for
+    # the text backend, which never opens a picture, so its missing ones are recorded too; the
+    # qwen-vl backend finds them itself while embedding (text-only).
+    read_headers = cfg.on_bad_image == "fail" or not uses_pictures
+    header_bad = _check_pictures(loaded, cfg.on_bad_image) if read_headers else []
     if embedder is None:
         embedder = ItemEmbedder.from_config(cfg.embedder)
-    if embedder.backend.uses_pictures:
-        _check_pictures(loaded, cfg.on_bad_image)
     run = _run_record(cfg, embedder, source, len(loaded))
     out.mkdir(parents=True, exist_ok=True)
     shards = _prepare_out(out, run, cfg)
     _embed_shards(loaded, embedder, shards, cfg, on_shard_done)
     text_only = _join_shards(loaded, shards, out, cfg, embedder.dim)
-    n_no_picture = sum(it.picture is None for it in loaded)  # the text backend ignores all pictures
+    pictures = picture_record(loaded, text_only + header_bad)
     manifest = dict(
         embedder.settings(), format=FORMAT, count=len(loaded), dtype=cfg.dtype, normalized=True,
         **{INPUT_KEY: source}, batch_size=cfg.batch_size, on_bad_image=cfg.on_bad_image,
-        items_without_picture={"no_picture_given": n_no_picture, "bad_picture_text_only": text_only},
+        **{PICTURES_KEY: pictures},
         index=_build_index(out, cfg.index, len(loaded), embedder.dim) if cfg.index else None,
     )
     write_manifest(out, manifest)
     shutil.rmtree(shards)
+    message = picture_warning(pictures, len(loaded), out)
+    if message is not None:
+        (warn or _warn_on_stderr)(message)
     return out
 
 
@@ -219,11 +265,13 @@ def build_store(items: Any, out: str | Path, *, backend: str = "text", model: st
                 index: str | None = None, on_bad_image: str = "fail", resume: bool = True,
                 show_progress_bar: bool = True, overwrite: bool = False, shard_size: int = 4096,
                 embedder: ItemEmbedder | None = None, on_shard_done: Callable[[int], None] | None = None,
-                **embedder_settings: Any) -> Path:
+                warn: Callable[[str], None] | None = None, **embedder_settings: Any) -> Path:
     """Embed a catalogue into an embedding store folder and return its path.
 
     items: an items.parquet path (image paths relative to its folder unless `images_root`), an Arrow
-        table or DataFrame with item_id/title/image, or a list of `Item`s / dicts with item ids.
+        table or DataFrame with item_id/title/image (relative to `images_root`, else the working
+        directory), or a list of `Item`s / dicts with item ids. A table's image paths must stay
+        inside that folder (`common.pictures.picture_path`); a list's pictures are taken as given.
     text_template: what text a table's item is embedded with, a template over its columns such as
         "{title}" or "{brand_name} {title}"; "auto" (default) puts the title behind its category
         path when the table has `category_name` (and `top_category_name`), else the title alone
@@ -231,9 +279,13 @@ def build_store(items: Any, out: str | Path, *, backend: str = "text", model: st
     backend, model, **embedder_settings: an `EmbedderConfig` (pooling, instruction, min_pixels,
         max_pixels, device, precision, ...); or pass a loaded `embedder` to reuse it.
     index: None, "auto" (`retrieval.index.choose_index_factory`) or a faiss factory string.
-    on_bad_image: "fail" (default; raises naming the item and file) or "text-only" (listed in the
-        manifest under items_without_picture.bad_picture_text_only).
+    on_bad_image: "fail" (default; a missing or unreadable picture raises naming the item and file,
+        for every backend) or "text-only" (such items are embedded from their text and listed in the
+        manifest under items_without_picture; the text backend, which never embeds a picture, reads
+        their headers to find them).
     on_shard_done(s): called after shard s is safely on disk (progress hooks, tests of resumption).
+    warn(message): called with one line when items had a missing or unreadable picture (default:
+        printed on stderr).
     """
     if embedder is not None and (model is not None or embedder_settings):
         raise ValueError("pass either a loaded embedder or model/settings, not both")
@@ -243,4 +295,4 @@ def build_store(items: Any, out: str | Path, *, backend: str = "text", model: st
                       images_root=images_root, text_template=text_template, batch_size=batch_size, dtype=dtype, index=index,
                       on_bad_image=on_bad_image, shard_size=shard_size, resume=resume, overwrite=overwrite,
                       show_progress_bar=show_progress_bar)
-    return build_store_from_config(cfg, items, embedder=embedder, on_shard_done=on_shard_done)
+    return build_store_from_config(cfg, items, embedder=embedder, on_shard_done=on_shard_done, warn=warn)

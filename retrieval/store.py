@@ -25,6 +25,34 @@ VECTOR_DTYPES = ("float32", "float16")
 # The manifest entry naming the items file the store was embedded from ({"path": ..., ...}); the
 # `embed-items` writes it, search reads the titles from it.
 INPUT_KEY = "input"
+# The manifest entry saying which items were embedded without a picture (`embed-items` writes it,
+# for every backend): {"no_picture_given": int, "bad_picture_count": int, "bad_picture_text_only":
+# [ids], "bad_picture_missing": [ids], "bad_picture_unreadable": [ids]}; see docs/embedding.md.
+PICTURES_KEY = "items_without_picture"
+
+
+FINITE_CHECK_ROWS = 1 << 16  # rows per chunk of the load-time NaN/inf scan (bounded memory)
+
+
+def _load_array(path: Path, mmap_mode: str | None) -> np.ndarray:
+    """np.load of one store file without pickles, naming the file when it is truncated or not .npy."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({' '.join(str(exc).split())})") from exc
+
+
+def _check_finite(vectors: np.ndarray, item_ids: np.ndarray, path: Path) -> None:
+    """Refuse a store with a NaN or infinite component (it would poison every similarity), naming
+    the first row and its item; one streaming pass over the (memory-mapped) vectors."""
+    for start in range(0, vectors.shape[0], FINITE_CHECK_ROWS):
+        block = np.asarray(vectors[start:start + FINITE_CHECK_ROWS])
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if bad.size:
+            row = start + int(bad[0])
+            item = int(item_ids[row]) if row < item_ids.shape[0] else None
+            raise ValueError(f"{path}: row {row} (item {item}) holds a NaN or infinite value; rebuild "
+                             "the store with embed-items")
 
 
 class MissingItemsError(KeyError, ValueError):
@@ -71,8 +99,8 @@ class EmbeddingStore:
         for name in (EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path}: not an embedding store (missing {name})")
-        vectors = np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None)
-        item_ids = np.load(path / ITEM_IDS_FILE)
+        vectors = _load_array(path / EMBEDDINGS_FILE, "r" if mmap else None)
+        item_ids = _load_array(path / ITEM_IDS_FILE, None)
         try:
             manifest = json.loads((path / MANIFEST_FILE).read_text())
         except json.JSONDecodeError as exc:
@@ -87,7 +115,12 @@ class EmbeddingStore:
                             ("count", vectors.shape[0])):
             if key in manifest and manifest[key] != actual:
                 raise ValueError(f"{path}: manifest says {key}={manifest[key]} but {EMBEDDINGS_FILE} has {actual}")
-        return cls(vectors=vectors, item_ids=item_ids, manifest=manifest, path=path)
+        if vectors.ndim == 2:
+            _check_finite(vectors, item_ids, path / EMBEDDINGS_FILE)
+        try:
+            return cls(vectors=vectors, item_ids=item_ids, manifest=manifest, path=path)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     @property
     def items_path(self) -> Path | None:

@@ -46,6 +46,7 @@ OUT_OF_RULE = {
     "position": [-1, -2**31],
     "clicked": [2, -1, 127],
     "action": ["view", "", "CLICK", "clíck", "x" * 5000],
+    "image": ["", "   "],
 }
 REFERENCES = {"behaviors": {"user_id": "users", "item_id": "items"},
               "impressions": {"user_id": "users", "item_id": "items", "trigger_item_id": "items"}}

@@ -163,3 +163,11 @@ def test_unreadable_and_missing_files(tmp_path):
         read_table(tmp_path / "items.parquet", "items")
     with pytest.raises(FileNotFoundError, match="expected the users table"):
         read_table(tmp_path / "users.parquet", "users")
+
+
+def test_an_empty_picture_path_is_an_error_not_a_silent_no_picture():
+    items = _items()
+    images = items.column("image").to_pylist()
+    images[1] = "  "
+    with pytest.raises(ContractError, match=r"column 'image': 1 row\(s\) break the rule: image must be null"):
+        validate_table(_set(items, "image", images), "items")

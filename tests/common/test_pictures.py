@@ -62,7 +62,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [(b"", "not a picture format"), (b"not a png at all", "not a picture format"),
-                                              (None, "picture file not found")])
+                                              (None, "file not found")])
 def test_missing_and_broken_pictures_name_the_path(tmp_path, content, message):
     path = tmp_path / "x.png"
     if content is not None:

@@ -52,7 +52,10 @@ def test_qwen_store_float16_index_and_manifest(catalogue, qwen_embedders, tmp_pa
     assert m["instruction"] == emb.backend.instruction and m["pooling"] == "last"
     bounds = (emb.backend.min_pixels, emb.backend.max_pixels, 28)
     assert (m["min_pixels"], m["max_pixels"], m["resize_factor"]) == bounds
-    assert m["items_without_picture"] == {"no_picture_given": 2, "bad_picture_text_only": []}
+    images = pq.read_table(catalogue, columns=["image"]).column("image")
+    assert m["items_without_picture"] == {"no_picture_given": images.null_count, "bad_picture_count": 0,
+                                          "bad_picture_text_only": [], "bad_picture_missing": [],
+                                          "bad_picture_unreadable": []}
     assert m["index"]["factory"] == "Flat" and (out / "index.faiss").is_file()
     with pytest.raises(FileExistsError, match="already holds an embedding store"):
         build_store(catalogue, out, embedder=emb, show_progress_bar=False)
@@ -116,7 +119,9 @@ def test_bad_pictures_text_only(bad_dataset, qwen_embedders, tmp_path):
     out = build_store(bad_dataset, tmp_path / "s", embedder=emb, on_bad_image="text-only", batch_size=4,
                       show_progress_bar=False)
     store = EmbeddingStore.load(out)
-    assert store.manifest["items_without_picture"]["bad_picture_text_only"] == [1007, 1014, 1021]
+    record = store.manifest["items_without_picture"]
+    assert record["bad_picture_text_only"] == [1007, 1014, 1021] and record["bad_picture_count"] == 3
+    assert (record["bad_picture_missing"], record["bad_picture_unreadable"]) == ([1007], [1014, 1021])
     titles = dict(zip(*pq.read_table(bad_dataset, columns=["item_id", "title"]).to_pydict().values()))
     ref = emb.encode([titles[i] for i in (1007, 1014, 1021)])
     got = np.asarray(store.vectors[store.rows_for([1007, 1014, 1021])])

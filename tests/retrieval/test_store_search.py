@@ -55,6 +55,21 @@ def test_write_store_refuses_bad_input(tmp_path):
         EmbeddingStore.load(tmp_path / "nothing")
 
 
+def test_load_refuses_a_damaged_store_naming_the_file_row_and_item(tmp_path):
+    v = np.eye(4, dtype=np.float32)
+    path = write_store(tmp_path / "s", v, np.array([10, 11, 12, 13]), {})
+    np.save(path / "embeddings.npy", np.where(np.arange(4)[:, None] == 2, np.nan, v).astype(np.float32))
+    with pytest.raises(ValueError, match=r"embeddings.npy: row 2 \(item 12\) holds a NaN or infinite value"):
+        EmbeddingStore.load(path)
+    (path / "embeddings.npy").write_bytes(np.eye(4, dtype=np.float32).tobytes()[:10])
+    with pytest.raises(ValueError, match=r"embeddings.npy: not a readable .npy array"):
+        EmbeddingStore.load(path)
+    np.save(path / "embeddings.npy", v)
+    np.save(path / "item_ids.npy", np.array([10, 11, 12], np.int64))
+    with pytest.raises(ValueError, match=r"s: item_ids has shape \(3,\), expected \(4,\)"):
+        EmbeddingStore.load(path)
+
+
 def test_searcher_by_ids_excludes_self_and_equals_brute_force(random_store):
     store = EmbeddingStore.load(random_store)
     searcher = StoreSearcher.open(store)
