@@ -52,15 +52,16 @@ CLICKS_SCHEMA = pa.schema([("request_id", pa.int64()), ("sim", pa.float32())])
 
 
 def scan_batch(batch: pa.Table | pa.RecordBatch, store: EmbeddingStore, *, source: str = FILES["impressions"],
-               row_offset: int = 0, keep_rejects: bool = True) -> dict[str, pa.Table]:
+               row_offset: int = 0, keep_rejects: bool = True, any_ts: bool = False) -> dict[str, pa.Table]:
     """Validate one batch of impressions and summarise it (see the module docstring).
 
     Returns tables "runs", "days", "clicks", "rejects" (the rejected rows with a `reason`; only the
     first SHOW_IDS of them unless `keep_rejects`) and "reject_counts" (reason, n_rows).
-    `row_offset` is the batch's first row in the file, so that errors name absolute rows.
+    `row_offset` is the batch's first row in the file, so that errors name absolute rows; `any_ts`
+    is the contract's (any unix seconds in [0, 1e11), not only the plausible range).
     """
     table = _as_table(batch)
-    validate_table(table, "impressions", source=source, row_offset=row_offset)
+    validate_table(table, "impressions", source=source, row_offset=row_offset, any_ts=any_ts)
     rid, user, ts = _np(table, "request_id"), _np(table, "user_id"), _np(table, "ts")
     trig, item, clicked = _np(table, "trigger_item_id"), _np(table, "item_id"), _np(table, "clicked")
     runs = _request_runs(rid, user, ts, trig, source, row_offset)

@@ -3,14 +3,19 @@
 Two streaming passes over the impressions (Parquet record batches, bounded memory):
   1. scan: validate every batch, summarise request runs, per-day similarity ranges, the clicked
      targets' similarities and the rows missing from the store (`batch.scan_batch`);
-     then, on the small summaries: the time split, the bin edges (fitted on the training days or
-     given), the request table with each request's intent distribution, cross-batch checks;
+     then, on the small summaries: the time split (`split`, refused when a split would be empty or
+     tiny), the bin edges (fitted on the training days or given), the request table with each
+     request's intent distribution, cross-batch checks;
   2. label: `batch.label_batch` on every batch, rows written to OUT/train and OUT/test in input order.
 The engine ("local" here, "ray" in `ray_engine`) only decides where those pure functions run.
+Before any of it: an existing output is refused unless `overwrite`, every input file is opened and
+validated (`common.contract`), and the store's recorded items hash is checked against
+DATA/items.parquet (`store_check`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import shutil
 import time
@@ -24,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from common.contract import ACTIONS, FILES, read_table
+from common.cli import check_output
+from common.contract import ACTIONS, FILES, ContractError, check_references, open_parquet, read_table
 from retrieval.store import EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE, EmbeddingStore
 
 from .batch import (REASONS, SHOW_IDS, LabelContext, label_batch, merge_scans, output_schema,
@@ -34,6 +40,11 @@ from .config import LabelConfig
 from .history import DAY_S, BehaviourLog, ItemCatalog
 from .labelled import (DATASET_KEY, EDGES_KEY, INPUTS_KEY, LEVELS_KEY, MANIFEST, MANIFEST_VERSION, REJECTS,
                        SPLITS, STATS_DIR, VERSION_KEY, check_edges, similarity_level, split_file)
+from .split import Split, choose_split, request_times
+from .store_check import check_store_items
+
+
+log = logging.getLogger(__name__)
 
 
 def impression_files(data: Path) -> list[Path]:
@@ -50,16 +61,25 @@ def impression_files(data: Path) -> list[Path]:
 
 
 def iter_impression_batches(files: list[Path], batch_rows: int, columns: list[str] | None = None):
-    """Yield (file, row offset within the file, record batch), streaming row groups."""
+    """Yield (file, row offset within the file, record batch), streaming row groups; a file that
+    is empty, not Parquet or corrupt past its footer is a ContractError naming it."""
     for f in files:
         offset = 0
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+        batches = open_parquet(f, "impressions").iter_batches(batch_size=batch_rows, columns=columns)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as exc:
+                raise ContractError(f"{f}: unreadable Parquet data after row {offset} "
+                                    f"({' '.join(str(exc).split())})") from exc
             yield f, offset, batch
             offset += batch.num_rows
 
 
 def count_rows(files: list[Path]) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(open_parquet(f, "impressions").metadata.num_rows for f in files)
 
 
 def sha256(path: Path) -> str:
@@ -78,17 +98,37 @@ class Inputs:
     catalog: ItemCatalog
     log: BehaviourLog
     impression_files: list[Path]
+    store_check: dict  # the store's items hash against DATA/items.parquet (`store_check`)
+    items_sha256: str  # of DATA/items.parquet
+    user_ids: np.ndarray  # sorted ids of DATA/users.parquet, that impressions must refer to
 
 
 def load_inputs(config: LabelConfig) -> Inputs:
+    """Every input opened and validated against the contract before any work; users.parquet is
+    checked though the labels do not read it, and every impression file's footer is opened."""
     store = EmbeddingStore.load(config.store)
-    items = read_table(config.data / FILES["items"], "items",
-                       columns=["item_id", "category_id", "top_category_id"])
+    items_path = config.data / FILES["items"]
+    items = read_table(items_path, "items", columns=["item_id", "category_id", "top_category_id"],
+                       any_ts=config.allow_any_ts)
+    items_sha256 = sha256(items_path)
+    checked = check_store_items(store, config.store, items_path, items_sha256, config.allow_store_mismatch)
+    users = read_table(config.data / FILES["users"], "users", columns=["user_id"], any_ts=config.allow_any_ts)
+    user_ids = users.column("user_id").to_numpy()
+    files = impression_files(config.data)
+    for f in files:
+        open_parquet(f, "impressions")
     catalog = ItemCatalog.from_table(items)
-    behaviors = read_table(config.data / FILES["behaviors"], "behaviors",
-                           columns=["user_id", "item_id", "ts", "action"])
-    return Inputs(store, catalog, BehaviourLog.build(behaviors, catalog, store),
-                  impression_files(config.data))
+    behaviors_path = config.data / FILES["behaviors"]
+    behaviors = read_table(behaviors_path, "behaviors", columns=["user_id", "item_id", "ts", "action"],
+                           any_ts=config.allow_any_ts)
+    if behaviors.num_rows == 0:
+        log.warning("label-intents: warning: %s has no rows: every request's history and both "
+                    "subsequences will be empty (the coverage in OUT/%s says so too)", behaviors_path, STATS_DIR)
+    for column, known, target in (("user_id", user_ids, FILES["users"]),
+                                  ("item_id", items.column("item_id").to_numpy(), FILES["items"])):
+        check_references(behaviors.column(column).to_numpy(), known, str(behaviors_path), column, target)
+    return Inputs(store, catalog, BehaviourLog.build(behaviors, catalog, store), files, checked,
+                  items_sha256, np.sort(user_ids))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,11 +147,6 @@ class Requests:
     has_intent: np.ndarray  # (R,) bool
     n_clicks: np.ndarray  # (R,) int64 clicked targets with a vector
     multi_run: np.ndarray  # request_ids whose rows are not contiguous in one batch
-
-
-def split_boundary(first_ts: int, train_days: int) -> int:
-    """First second of the test split: the first request's UTC day + train_days days."""
-    return (int(first_ts) // DAY_S + train_days) * DAY_S
 
 
 def fit_edges_from_days(days: pa.Table, boundary_ts: int, levels: int, quantile: float) -> np.ndarray:
@@ -173,6 +208,29 @@ def check_cross_batch_duplicates(files: list[Path], request_ids: np.ndarray, bat
                          f"one at row {row[k]} (request_id {rid[k]}, item_id {item[k]})")
 
 
+def check_request_users(runs: pa.Table, user_ids: np.ndarray, files: list[Path]) -> None:
+    """Every request's user is in users.parquet (checked on pass 1's request runs)."""
+    users = runs.column("user_id").to_numpy()
+    pos = np.minimum(np.searchsorted(user_ids, users), max(user_ids.size - 1, 0))
+    bad = np.flatnonzero(user_ids[pos] != users) if user_ids.size else np.arange(users.size)
+    if bad.size:
+        rid = runs.column("request_id").to_numpy()[bad]
+        raise ValueError(f"{files[0] if len(files) == 1 else files[0].parent}: column 'user_id': "
+                         f"{np.unique(rid).size} request(s) refer to users absent from {FILES['users']}; "
+                         f"first request_id(s) {rid[:SHOW_IDS].tolist()} (user ids {users[bad][:SHOW_IDS].tolist()})")
+
+
+def check_split_clicks(requests: Requests, boundary: int) -> None:
+    """Each split holds a click: without one the model learns nothing (train) or its AUC is
+    undefined (test)."""
+    for split, mask in (("train", requests.ts < boundary), ("test", requests.ts >= boundary)):
+        if int(requests.n_clicks[mask].sum()) == 0:
+            raise ValueError(f"impressions: column 'clicked': the {split} split's {int(mask.sum())} requests "
+                             "hold no click (clicked = 1) on an item with a vector; "
+                             + ("a model has nothing to learn" if split == "train" else
+                                "its AUC would be undefined") + "; check the clicked column or the split")
+
+
 def check_rejects(counts: dict[str, int], rejects: pa.Table, config: LabelConfig) -> None:
     """In "fail" mode, any impression missing from the store stops the run, naming the first ids."""
     total = sum(counts.values())
@@ -181,7 +239,7 @@ def check_rejects(counts: dict[str, int], rejects: pa.Table, config: LabelConfig
     items = rejects.filter(pc.is_in(rejects.column("reason"), value_set=pa.array([REASONS[0], REASONS[2]])))
     trigs = rejects.filter(pc.is_in(rejects.column("reason"), value_set=pa.array([REASONS[1], REASONS[2]])))
     raise ValueError(
-        f"{total} impression row(s) refer to items absent from the store {config.store} "
+        f"{total} impression row(s) (columns 'item_id', 'trigger_item_id') refer to items absent from the store {config.store} "
         f"({', '.join(f'{k}: {v}' for k, v in counts.items() if v)}); first item ids "
         f"{items.column('item_id').to_pylist()[:SHOW_IDS]}, first trigger ids "
         f"{trigs.column('trigger_item_id').to_pylist()[:SHOW_IDS]}. Rebuild the store over "
@@ -202,7 +260,8 @@ def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
     keep = config.on_missing == "drop"
     with _bar(config, count_rows(inputs.impression_files), "label-intents: scan") as bar:
         for f, offset, batch in iter_impression_batches(inputs.impression_files, config.batch_rows):
-            part = scan_batch(batch, inputs.store, source=str(f), row_offset=offset, keep_rejects=keep)
+            part = scan_batch(batch, inputs.store, source=str(f), row_offset=offset, keep_rejects=keep,
+                              any_ts=config.allow_any_ts)
             if keep and part["rejects"].num_rows:
                 if writer is None:
                     writer = pq.ParquetWriter(config.out / REJECTS, part["rejects"].schema)
@@ -218,7 +277,7 @@ def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
 
 def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[str, dict]:
     """Pass 2 in process: each batch's train rows, then its test rows, labelled and appended."""
-    schema = output_schema(pq.ParquetFile(inputs.impression_files[0]).schema_arrow)
+    schema = output_schema(open_parquet(inputs.impression_files[0], "impressions").schema_arrow)
     paths = {s: config.out / split_file(s) for s in SPLITS}
     writers = {s: pq.ParquetWriter(p, schema, **parquet_options(schema)) for s, p in paths.items()}
     rows = {s: 0 for s in paths}
@@ -254,9 +313,11 @@ def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[
 def run(config: LabelConfig) -> Path:
     """Label the dataset of `config`; returns the output folder."""
     start = time.perf_counter()
+    check_output(config.out, config.overwrite)
+    given_edges = _given_edges(config)
+    inputs = load_inputs(config)  # every input checked before the output folder is touched
     config.out.mkdir(parents=True, exist_ok=True)
     _remove_stale_outputs(config.out)
-    inputs = load_inputs(config)
     if config.engine == "ray":
         from . import ray_engine
         scan = ray_engine.scan(config, inputs)
@@ -266,11 +327,15 @@ def run(config: LabelConfig) -> Path:
         raise ValueError(f"{inputs.impression_files[0]}: no impression rows")
     reject_counts = _reject_counts(scan["reject_counts"])
     check_rejects(reject_counts, scan["rejects"], config)
+    check_request_users(scan["runs"], inputs.user_ids, inputs.impression_files)
 
-    first_ts = pc.min(scan["runs"].column("ts")).as_py()
-    boundary = split_boundary(first_ts, config.train_days)
-    edges = _edges(config, scan, boundary)
+    split = choose_split(request_times(scan["runs"]), config.train_days, config.train_fraction,
+                         config.min_split_requests)
+    boundary = split.boundary_ts
+    edges = given_edges if given_edges is not None else fit_edges_from_days(
+        scan["days"], boundary, config.levels, config.edge_quantile)
     requests = build_requests(scan["runs"], scan["clicks"], edges)
+    check_split_clicks(requests, boundary)
     check_cross_batch_duplicates(inputs.impression_files, requests.multi_run, config.batch_rows)
 
     ctx = LabelContext(store=inputs.store, log=inputs.log, catalog=inputs.catalog, edges=edges,
@@ -294,7 +359,7 @@ def run(config: LabelConfig) -> Path:
 
     from .stats import coverage, write_stats
     cov = coverage(inputs, scan, requests, boundary, reject_counts)
-    manifest = _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in,
+    manifest = _manifest(config, inputs, edges, split, requests, outputs, reject_counts, rows_in,
                          cov, time.perf_counter() - start)
     write_stats(config.out / STATS_DIR, requests, boundary, cov, config.data)
     (config.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: the folder is complete
@@ -302,9 +367,10 @@ def run(config: LabelConfig) -> Path:
 
 
 def _remove_stale_outputs(out: Path) -> None:
-    """Outputs of an earlier run (of either engine, a split being a file or a folder of parts) that
-    this run may not overwrite; OUT/<split>/ is where the Ray engine wrote its parts before."""
-    for path in [out / REJECTS] + [out / split_file(s) for s in SPLITS] + [out / s for s in SPLITS]:
+    """Outputs of an earlier run (of either engine, a split being a file or a folder of parts),
+    replaced with `overwrite`; OUT/<split>/ is where the Ray engine wrote its parts before. The
+    manifest goes first, so that a run stopped midway never leaves a folder that looks complete."""
+    for path in [out / MANIFEST, out / REJECTS] + [out / split_file(s) for s in SPLITS] + [out / s for s in SPLITS]:
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -317,9 +383,10 @@ def _reject_counts(table: pa.Table) -> dict[str, int]:
     return {r: int(got.get(r, 0)) for r in REASONS}
 
 
-def _edges(config: LabelConfig, scan: dict[str, pa.Table], boundary: int) -> np.ndarray:
+def _given_edges(config: LabelConfig) -> np.ndarray | None:
+    """The edges given by `bin_edges`, checked against `levels` before any work; None to fit them."""
     if config.bin_edges is None:
-        return fit_edges_from_days(scan["days"], boundary, config.levels, config.edge_quantile)
+        return None
     edges = (load_bin_edges(config.bin_edges) if isinstance(config.bin_edges, Path)
              else check_edges(config.bin_edges, "bin_edges"))
     if edges.size - 1 != config.levels:
@@ -337,9 +404,10 @@ def _split_counts(requests: Requests, boundary: int, outputs: dict[str, dict]) -
     return out
 
 
-def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts, rows_in, cov,
+def _manifest(config, inputs, edges, split: Split, requests, outputs, reject_counts, rows_in, cov,
               seconds) -> dict:
-    files = [config.data / FILES["items"], config.data / FILES["behaviors"], *inputs.impression_files]
+    boundary = split.boundary_ts
+    files = [config.data / FILES["behaviors"], *inputs.impression_files]
     store_files = [config.store / n for n in (EMBEDDINGS_FILE, ITEM_IDS_FILE, MANIFEST_FILE)]
     sm = inputs.store.manifest
     return {
@@ -354,9 +422,7 @@ def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts,
                       "similarity": float(edges[config.subseq_level])},
         "caps": {"max_hist": config.max_hist, "hist_days": config.hist_days,
                  "max_subseq": config.max_subseq},
-        "split": {"train_days": config.train_days, "first_request_ts": int(requests.ts.min()),
-                  "boundary_ts": int(boundary),
-                  "rule": "train: request ts < boundary_ts (first request's UTC day + train_days days)"},
+        "split": split.manifest(),
         "counts": {"rows_in": rows_in, "rows_out": sum(o["rows"] for o in outputs.values()),
                    "rows_rejected": sum(reject_counts.values()),
                    **_split_counts(requests, boundary, outputs)},
@@ -366,13 +432,16 @@ def _manifest(config, inputs, edges, boundary, requests, outputs, reject_counts,
                     "hist_dt_min": "floor((request ts - behaviour ts) / 60)",
                     "intent": "all zeros where has_intent is false"},
         DATASET_KEY: str(Path(config.data).resolve()),
-        INPUTS_KEY: {str(p.relative_to(config.data)): sha256(p) for p in files},
+        INPUTS_KEY: {FILES["items"]: inputs.items_sha256,
+                     **{str(p.relative_to(config.data)): sha256(p) for p in files}},
         "store": {"path": str(config.store), "count": len(inputs.store), "dim": inputs.store.dim,
                   "dtype": str(inputs.store.vectors.dtype),
                   "manifest": {k: sm[k] for k in ("backend", "model", "pooling", "dtype", "count", "dim")
                                if k in sm},
-                  "sha256": {p.name: sha256(p) for p in store_files}},
+                  "sha256": {p.name: sha256(p) for p in store_files},
+                  "items_check": inputs.store_check},
         "coverage": cov,
+        "contract": {"any_ts": config.allow_any_ts},
         "engine": config.engine,
         "seconds": round(seconds, 2),
     }

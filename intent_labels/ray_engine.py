@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.cli import MissingDependency
+from common.contract import open_parquet
 from retrieval.store import EmbeddingStore
 
 from .batch import LabelContext, label_batch, merge_scans, output_schema, parquet_options, scan_batch
@@ -56,9 +57,9 @@ def _from_bytes(blob: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
 
 
-def _scan_fn(batch: pa.Table, store_path: str, keep_rejects: bool) -> pa.Table:
+def _scan_fn(batch: pa.Table, store_path: str, keep_rejects: bool, any_ts: bool) -> pa.Table:
     part = scan_batch(batch, _store(store_path), source="impressions (a Ray batch; row numbers count "
-                      "from the batch's start)", keep_rejects=keep_rejects)
+                      "from the batch's start)", keep_rejects=keep_rejects, any_ts=any_ts)
     return pa.table({name: pa.array([_to_bytes(t)], pa.large_binary()) for name, t in part.items()})
 
 
@@ -81,7 +82,8 @@ def scan(config, inputs) -> dict[str, pa.Table]:
     keep = config.on_missing == "drop"
     rows = _dataset(inputs.impression_files, config.show_progress_bar).map_batches(
         _scan_fn, batch_format="pyarrow", batch_size=config.batch_rows,
-        fn_kwargs={"store_path": str(config.store), "keep_rejects": keep}).take_all()
+        fn_kwargs={"store_path": str(config.store), "keep_rejects": keep,
+                   "any_ts": config.allow_any_ts}).take_all()
     parts = [{name: _from_bytes(row[name]) for name in row} for row in rows]
     merged = merge_scans(parts)
     if keep and merged and merged["rejects"].num_rows:
@@ -93,7 +95,7 @@ def label(config, inputs, ctx: LabelContext) -> dict[str, dict]:
     """Pass 2 over Ray Data, once per split, each written as a folder of Parquet parts."""
     ray = _ray()
     ctx_ref = ray.put(dataclasses.replace(ctx, store=None))
-    schema = output_schema(pq.ParquetFile(inputs.impression_files[0]).schema_arrow)
+    schema = output_schema(open_parquet(inputs.impression_files[0], "impressions").schema_arrow)
     outputs = {}
     for split in SPLITS:
         folder = config.out / split_file(split)
@@ -106,6 +108,6 @@ def label(config, inputs, ctx: LabelContext) -> dict[str, dict]:
         if not parts:  # an empty split still gets a readable folder with the schema
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(schema.empty_table(), folder / "empty.parquet")
-        n = int(np.sum([pq.ParquetFile(p).metadata.num_rows for p in parts])) if parts else 0
+        n = int(np.sum([open_parquet(p, f"{split} split part").metadata.num_rows for p in parts])) if parts else 0
         outputs[split] = {"path": f"{folder.name}/", "rows": n}
     return outputs

@@ -63,7 +63,7 @@ def prepare_world(preset: str, root: Path, seed: int) -> tuple[Path, Path, Path]
         (store / "manifest.json").write_text(json.dumps({
             "backend": "random", "dim": 384, "count": int(ids.size),
             "input": {"path": str((dataset / "items.parquet").resolve())}}))
-        label_intents(dataset, store, labelled, show_progress_bar=False)
+        label_intents(dataset, store, labelled, overwrite=True, show_progress_bar=False)
     return labelled, store, dataset
 
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def label() -> str:
         from intent_labels import label_intents
-        label_intents(world, store, labels, levels=6, train_days=7)
+        label_intents(world, store, labels, levels=6, train_days=7, overwrite=True)
         manifest = json.loads((labels / "manifest.json").read_text())
         edges = ", ".join(f"{e:.3f}" for e in manifest["bin_edges"])
         c = manifest["counts"]
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         _fresh(sweep)
         lines = []
         for n in SWEEP_LEVELS:
-            out = label_intents(world, store, sweep / f"n{n}" / "labels", levels=n, train_days=7,
+            out = label_intents(world, store, sweep / f"n{n}" / "labels", levels=n, train_days=7, overwrite=True,
                                 show_progress_bar=False)
             edges = json.loads((out / "manifest.json").read_text())["bin_edges"]
             lines.append(f"  n={n}: bin edges [{', '.join(f'{e:.3f}' for e in edges)}]")

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.labels
     if labels is None or not (labels / "manifest.json").is_file():
         labels = labels or Path(tempfile.mkdtemp(prefix="label_quality_"))
-        label_intents(args.data, args.store, labels, levels=args.levels, train_days=args.train_days)
+        label_intents(args.data, args.store, labels, levels=args.levels, train_days=args.train_days,
+                      overwrite=True)
 
     truth_ids, truth = planted(args.data)
     cols = ["request_id", "ts", "trigger_item_id", "item_id", "clicked"]

@@ -279,7 +279,7 @@ def base_labels(base_dataset, base_store, tmp_path_factory) -> Path:
     from intent_labels import label_intents
 
     return label_intents(base_dataset, base_store, tmp_path_factory.mktemp("bad_labels") / "labels",
-                         train_days=1, show_progress_bar=False)
+                         train_days=1, min_split_requests=5, show_progress_bar=False)
 
 
 def _expect(case: Case, code: int, err: str, prog: str) -> None:
@@ -292,14 +292,14 @@ def _expect(case: Case, code: int, err: str, prog: str) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(case=cases(tables=("items", "behaviors", "impressions")).filter(lambda c: c.kind != "good"))
+@given(case=cases(tables=("items", "users", "behaviors", "impressions")))
 def test_label_intents_refuses_every_bad_table_in_one_line(base_dataset, base_store, case):
     from intent_labels.cli import main
 
     with mutated(base_dataset, case) as folder:
         code, err = run_main(main, ["--data", str(folder), "--store", str(base_store), "--out",
                                     str(folder / "labels"), "--train-days", "1", "--no-progress",
-                                    "--allow-store-mismatch"])
+                                    "--min-split-requests", "5", "--allow-store-mismatch"])
         _expect(case, code, err, "label-intents")
 
 

@@ -22,6 +22,8 @@ DAY = 86_400
 T0 = 1_767_225_600  # 2026-01-01 00:00 UTC
 N_ITEMS = 60
 N_USERS = 8
+# 70 requests over 9 days: a test split of about 15, below label-intents' default minimum of 100
+SYNTH_SPLIT = {"min_split_requests": 5}
 
 IMPRESSION_SCHEMA = pa.schema([
     ("request_id", pa.int64()), ("user_id", pa.int64()), ("ts", pa.int64()),
@@ -135,7 +137,7 @@ def synth_labels(tmp_path_factory, synth_world, synth_store) -> Path:
     from intent_labels import label_intents
 
     return label_intents(synth_world, synth_store, tmp_path_factory.mktemp("synth_out") / "labels",
-                         batch_rows=50, show_progress_bar=False)
+                         batch_rows=50, show_progress_bar=False, **SYNTH_SPLIT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,3 +225,31 @@ def reference_labels(world: Path, store: Path, levels: int = 6, train_days: int 
 @pytest.fixture(scope="session")
 def reference():
     return reference_labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The hand-made dataset (tests/conftest.py) and its MiniLM store, for the first-hour checks
+# ---------------------------------------------------------------------------------------------
+
+HANDMADE_TRAIN_DAYS = ["--train-days", "4"]  # its 5 request days: 4 train, 1 test (200 requests)
+
+
+@pytest.fixture(scope="session")
+def handmade_store(tmp_path_factory, handmade) -> Path:
+    """The hand-made dataset's items.parquet embedded by the offline MiniLM (about 10 s, once)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from tests
+    from embedder import build_store
+
+    return build_store(handmade / "items.parquet", tmp_path_factory.mktemp("handmade_store") / "store",
+                       show_progress_bar=False)
+
+
+@pytest.fixture(scope="session")
+def handmade_labels(tmp_path_factory, handmade, handmade_store) -> Path:
+    """label-intents over the hand-made dataset with 4 train days (its 5th day is the test split)."""
+    from intent_labels import label_intents
+
+    return label_intents(handmade, handmade_store, tmp_path_factory.mktemp("handmade_labels") / "labels",
+                         train_days=4, show_progress_bar=False)

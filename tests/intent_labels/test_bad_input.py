@@ -15,7 +15,7 @@ from intent_labels import label_intents
 from intent_labels.config import LabelConfig
 from common.contract import ContractError
 
-from .conftest import write_store
+from .conftest import SYNTH_SPLIT, write_store
 
 
 def copy_world(src, dst, impressions: pa.Table | None = None, behaviors: pa.Table | None = None,
@@ -64,7 +64,7 @@ def test_missing_items_fail_by_default_with_count_and_ids(tmp_path, synth_world,
 def test_drop_writes_rejects_and_accounts_for_every_row(tmp_path, synth_world, holey_store, reference):
     store, target_only, trigger = holey_store
     out = label_intents(synth_world, store, tmp_path / "out", on_missing="drop", batch_rows=40,
-                        show_progress_bar=False)
+                        show_progress_bar=False, **SYNTH_SPLIT)
     imp = impressions(synth_world).to_pandas()
     item_bad = imp.item_id.isin([target_only, trigger])
     trig_bad = imp.trigger_item_id == trigger
@@ -138,7 +138,8 @@ def test_duplicate_request_item_rows_raise(tmp_path, synth_world, synth_store, b
     world = copy_world(synth_world, tmp_path / "w", dup)
     rid, item = imp.column("request_id")[2].as_py(), imp.column("item_id")[2].as_py()
     with pytest.raises(ValueError, match=f"duplicate \\(request_id, item_id\\).*request_id {rid}, item_id {item}"):
-        label_intents(world, synth_store, tmp_path / "out", batch_rows=batch_rows, show_progress_bar=False)
+        label_intents(world, synth_store, tmp_path / "out", batch_rows=batch_rows, show_progress_bar=False,
+                      **SYNTH_SPLIT)
 
 
 @pytest.mark.parametrize("batch_rows", [10_000, 16])
@@ -146,11 +147,12 @@ def test_a_request_must_keep_its_user_time_and_trigger(tmp_path, synth_world, sy
     imp = impressions(synth_world)
     moved = imp.slice(3, 1)
     moved = with_column(moved, "item_id", [10**9])  # no duplicate, but another user for the same request
-    moved = with_column(moved, "user_id", [moved.column("user_id")[0].as_py() + 1])
+    other = next(u for u in imp.column("user_id").to_pylist() if u != moved.column("user_id")[0].as_py())
+    moved = with_column(moved, "user_id", [other])  # a known user, not the request's
     world = copy_world(synth_world, tmp_path / "w", pa.concat_tables([imp, moved]))
     with pytest.raises(ValueError, match="column 'user_id': request_id"):
         label_intents(world, synth_store, tmp_path / "out", batch_rows=batch_rows, show_progress_bar=False,
-                      on_missing="drop")
+                      on_missing="drop", **SYNTH_SPLIT)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -16,7 +16,7 @@ def test_cli_smoke(tmp_path, synth_world, synth_store, capsys):
     out = tmp_path / "labels"
     code = main(["--data", str(synth_world), "--store", str(synth_store), "--out", str(out), "--levels", "5",
                  "--train-days", "6", "--subseq-level", "4", "--max-subseq", "3", "--on-missing", "drop",
-                 "--no-progress"])
+                 "--min-split-requests", "5", "--no-progress"])
     assert code == 0
     assert str(out) in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())

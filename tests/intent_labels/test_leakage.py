@@ -9,7 +9,7 @@ import pytest
 
 from intent_labels import label_intents
 
-from .conftest import reference_edges
+from .conftest import SYNTH_SPLIT, reference_edges
 
 DAY = 86_400
 
@@ -66,7 +66,7 @@ def test_given_edges_are_used_unchanged(tmp_path, synth_labels, synth_world, syn
     edges = [-0.9, -0.1, 0.2, 0.8]
     (tmp_path / "edges.json").write_text(json.dumps(edges))
     out = label_intents(synth_world, synth_store, tmp_path / "out", levels=3, bin_edges=tmp_path / "edges.json",
-                        show_progress_bar=False)
+                        show_progress_bar=False, **SYNTH_SPLIT)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["bin_edges"] == edges and manifest["bin_edges_source"] == "given"
     ref = reference(synth_world, synth_store, levels=3, edges=edges)
@@ -75,7 +75,7 @@ def test_given_edges_are_used_unchanged(tmp_path, synth_labels, synth_world, syn
     np.testing.assert_array_equal(train.sim_level.to_numpy(), expected.level.to_numpy())
     # Reusing a manifest as the edges file reproduces the run.
     again = label_intents(synth_world, synth_store, tmp_path / "again", bin_edges=synth_labels / "manifest.json",
-                          show_progress_bar=False)
+                          show_progress_bar=False, **SYNTH_SPLIT)
     assert read(again, "test").equals(read(synth_labels, "test"))
     with pytest.raises(ValueError, match="define 3 levels but levels=6"):
         label_intents(synth_world, synth_store, tmp_path / "bad", bin_edges=edges, show_progress_bar=False)

@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from .conftest import SYNTH_SPLIT
+
 LIST_FIELDS = {"hist": ("hist_item_ids", "hist_ts", "hist_dt_min", "hist_action"),
                "mm": ("mm_subseq_item_ids", "mm_subseq_ts", "mm_subseq_dt_min", None),
                "cat": ("cat_subseq_item_ids", "cat_subseq_ts", "cat_subseq_dt_min", None)}
@@ -67,7 +69,8 @@ def test_small_caps_and_other_levels_match_reference(tmp_path, synth_world, synt
     from intent_labels import label_intents
 
     out = label_intents(synth_world, synth_store, tmp_path / "out", levels=4, subseq_level=1, max_hist=5,
-                        max_subseq=3, hist_days=3, train_days=5, batch_rows=13, show_progress_bar=False)
+                        max_subseq=3, hist_days=3, train_days=5, batch_rows=13, show_progress_bar=False,
+                        **SYNTH_SPLIT)
     assert_matches_reference(out, reference(synth_world, synth_store, levels=4, subseq_level=1, max_hist=5,
                                             max_subseq=3, hist_days=3, train_days=5))
 
