@@ -1,8 +1,7 @@
 """Is the embedding store made from this dataset's items? Its manifest says which file it embedded.
 
-`embed-items` records the items file it read under the store manifest's `input` entry
-(`retrieval.store.INPUT_KEY`: {"path": ..., "sha256": ...}). A store embedded from another
-catalogue that happens to share the item ids (a shuffled or edited copy) would label every
+`embed-items` records the items file it read in the store manifest (`EmbeddingStore.recorded_items`
+reads its path and sha256). A store embedded from another catalogue that happens to share the item ids (a shuffled or edited copy) would label every
 impression with the wrong similarities, silently; so a recorded hash that differs from
 DATA/items.parquet's is an error unless allowed knowingly. A store embedded from an in-memory
 table records no file (its `sha256` hashes the items' content, not a file): it is accepted, with
@@ -13,24 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from retrieval.store import INPUT_KEY, EmbeddingStore
+from retrieval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 SHOW_HEX = 12  # how many hex digits of a hash an error shows
-
-
-def recorded_items_file(store: EmbeddingStore) -> tuple[str | None, str | None]:
-    """(path, sha256) of the items file the store manifest records; None for what it lacks.
-
-    An accessor over `retrieval.store`'s manifest format (the `input` entry that `embed-items`
-    writes): a store built from an in-memory table records no path, and its hash is not a file's."""
-    source = store.manifest.get(INPUT_KEY)
-    if not isinstance(source, dict):
-        return None, None
-    path, digest = source.get("path"), source.get("sha256")
-    path = path if isinstance(path, str) and path else None
-    digest = digest if isinstance(digest, str) and digest and path is not None else None
-    return path, digest
 
 
 def check_store_items(store: EmbeddingStore, store_path: Path, items_path: Path, items_sha256: str,
@@ -38,7 +23,7 @@ def check_store_items(store: EmbeddingStore, store_path: Path, items_path: Path,
     """Compare the store's recorded items hash with `items_sha256` (of `items_path`); returns the
     manifest's record of the check. A mismatch raises ValueError unless `allow_mismatch`, which
     logs a warning (stderr) instead."""
-    path, digest = recorded_items_file(store)
+    path, digest = store.recorded_items
     record = {"store_items_path": path, "store_items_sha256": digest, "data_items_sha256": items_sha256}
     if digest is None:
         return {"result": "not_recorded", **record,

@@ -123,11 +123,22 @@ class EmbeddingStore:
             raise ValueError(f"{path}: {exc}") from exc
 
     @property
+    def recorded_items(self) -> tuple[str | None, str | None]:
+        """(path, sha256) of the items file the manifest's `input` entry records; None for what it
+        lacks (a store built from an in-memory table records no path, and its hash is not a file's)."""
+        source = self.manifest.get(INPUT_KEY)
+        if not isinstance(source, dict):
+            return None, None
+        path, digest = source.get("path"), source.get("sha256")
+        path = path if isinstance(path, str) and path else None
+        digest = digest if isinstance(digest, str) and digest and path is not None else None
+        return path, digest
+
+    @property
     def items_path(self) -> Path | None:
         """The items file recorded in the manifest, when it is still there."""
-        source = self.manifest.get(INPUT_KEY)
-        path = source.get("path") if isinstance(source, dict) else None
-        return Path(path) if isinstance(path, str) and Path(path).is_file() else None
+        path, _ = self.recorded_items
+        return Path(path) if path is not None and Path(path).is_file() else None
 
     @property
     def index_path(self) -> Path | None:
