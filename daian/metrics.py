@@ -1,6 +1,7 @@
 """Evaluation metrics on numpy arrays: AUC, GAUC, log loss, RelaImpr and intent JS divergence.
 
-Definitions (DESIGN.md section 7; the DAIAN paper's equations 22-24):
+Definitions (as the DAIAN paper's evaluation defines them, its equations 22-24; GAUC and RelaImpr
+as DIN (Zhou et al., KDD 2018) introduced them):
 - AUC: the Mann-Whitney statistic with tied scores counted as one half (average ranks).
 - GAUC: AUC per user, averaged with each user's impression count as weight; users whose
   impressions are all clicked or all unclicked have no AUC and are skipped (FuxiCTR convention).

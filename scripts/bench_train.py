@@ -80,7 +80,8 @@ class OurTrainer:
     """One of our models trained with the real loop; `epoch()` returns samples/s of one epoch."""
 
     def __init__(self, name: str, bundle, train: TIRDataset, batch: int, stage_name: str = "ctr"):
-        self.config = TrainConfig(data=".", store=".", run=".", model=name, batch_size=batch, progress=False)
+        self.config = TrainConfig(data=".", store=".", run=".", model=name, batch_size=batch, progress=False,
+                                  recipe="paper")
         torch.manual_seed(0)
         self.model = build_model(self.config.model_config(), bundle.sizes, bundle.frozen_vectors)
         self.stage = next(s for s in T.build_stages(self.config, self.model) if s.name == stage_name)

@@ -138,7 +138,8 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
             ds.meta["user_type"] = lookup_user_types(user_type, ds.meta["user_id"])
     summary = _summary(splits, item_table, user_table)
     summary |= {"dataset": str(dataset_dir), "catalogue_items_missing_from_store": store_misses,
-                "store_dim": emb_store.dim, "past_intent": has_past}
+                "store_dim": emb_store.dim, "past_intent": has_past,
+                "profile_fields": list(vocabs.profile)}  # every users.parquet column besides user_id
     return DataBundle(splits["train"], splits["test"], vocabs,
                       _sizes(vocabs, max_page=max_page, max_dt=max_dt, levels=folder.levels),
                       frozen_item_vectors(emb_store), folder, dataset_dir, summary)

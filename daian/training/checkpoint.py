@@ -1,6 +1,7 @@
 """Checkpoints: RUN/checkpoint/ written atomically every epoch, read back for resume and scoring.
 
-    config.json          format, seed, the training and model configs, feature sizes, store dim, progress
+    config.json          format, seed, the training config (recipe resolved) and model config, feature
+                         sizes, store dim, progress, the recipe record (what it chose and why)
     model.safetensors    the weights (safetensors only: nothing executable is ever loaded)
     vocab.json           the vocabularies the data path fitted (daian.data.vocab)
     trainer_state.pt     stage, epoch, optimizer and scheduler states, loss history (tensors only)
@@ -48,7 +49,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def _write_main_files(tmp: Path, *, model: nn.Module, config, seed: int, model_config, sizes: FeatureSizes,
-                      vocabs: Vocabularies, store_dim: int, trainer_state: dict) -> None:
+                      vocabs: Vocabularies, store_dim: int, trainer_state: dict, recipe: dict | None = None) -> None:
     tmp.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS))
@@ -56,6 +57,7 @@ def _write_main_files(tmp: Path, *, model: nn.Module, config, seed: int, model_c
         "format": CHECKPOINT_FORMAT, "seed": seed, "train": config.to_dict(),
         "model": model_config.to_dict(), "sizes": dataclasses.asdict(sizes), "store_dim": store_dim,
         "progress": {k: trainer_state[k] for k in ("stage", "stage_index", "epoch", "finished")},
+        **({"recipe": recipe} if recipe is not None else {}),
     }, indent=2) + "\n")
     vocabs.save(tmp / VOCAB)
     torch.save(trainer_state, tmp / TRAINER_STATE)
@@ -63,7 +65,7 @@ def _write_main_files(tmp: Path, *, model: nn.Module, config, seed: int, model_c
 
 def save_checkpoint(run_dir: Path, *, model: nn.Module, accelerator, **contents) -> Path:
     """Write RUN/checkpoint atomically (a temporary folder renamed into place); `contents` are
-    config, seed, model_config, sizes, vocabs, store_dim and trainer_state."""
+    config, seed, model_config, sizes, vocabs, store_dim, trainer_state (and the recipe record)."""
     final = run_dir / CHECKPOINT
     tmp = run_dir / f"{CHECKPOINT}.tmp"
     if accelerator.is_main_process:

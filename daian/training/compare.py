@@ -140,11 +140,14 @@ def train_parallel(tasks: list[tuple[TrainConfig, int, Path]], jobs: int, *, pro
     tasks = [(cfg.replace(cpu_threads=cfg.cpu_threads or threads, progress=False), seed, Path(run_dir))
              for cfg, seed, run_dir in tasks]
     results: list[dict | None] = [None] * len(tasks)
-    with cf.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tasks))),
-                                mp_context=mp.get_context("spawn")) as pool:
+    # Workers ignore Ctrl-C (no traceback from each of them): this process stops them and raises
+    # KeyboardInterrupt once; their checkpoints of finished epochs stay (written atomically).
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(jobs, len(tasks))), mp_context=mp.get_context("spawn"),
+                                  initializer=_ignore_sigint)
+    bar = tqdm(total=len(tasks), desc=f"runs ({jobs} at a time)", unit="run", disable=not progress)
+    try:
         order = sorted(range(len(tasks)), key=lambda k: -_cost(tasks[k][0]))  # stable: ties keep their order
         futures = {pool.submit(_train_task, *tasks[k], vocabs): k for k in order}
-        bar = tqdm(total=len(tasks), desc=f"runs ({jobs} at a time)", unit="run", disable=not progress)
         for future in cf.as_completed(futures):
             k = futures[future]
             results[k] = future.result()  # re-raises a worker's error here
@@ -152,8 +155,29 @@ def train_parallel(tasks: list[tuple[TrainConfig, int, Path]], jobs: int, *, pro
             bar.set_postfix_str(f"{RF.run_name(cfg.model, cfg.ablation)} seed {seed}: "
                                 f"AUC {results[k]['ctr']['auc']:.4f}")
             bar.update()
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
         bar.close()
+    pool.shutdown()
     return results
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool) -> None:
+    """Cancel the queued tasks and end the running workers now (not after their runs)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 _WORKER_BUNDLE: dict = {}

@@ -4,7 +4,11 @@
 the model's config class (`DINConfig`, `DEI2NConfig`, `DAIANConfig`, found through
 `daian.models.registry`); `model_settings` overrides that config's fields by name (checked against
 its dataclass fields, so a misspelt key is an error, not a silently ignored setting).
-Defaults follow the DAIAN paper's implementation details (batch 4096, Adagrad, lr 0.05).
+The optimiser settings (optimizer, rates, batch size, epochs) default to None: the `recipe`
+decides them from the train split's size (`daian.training.recipe`: the papers' Adagrad at lr 0.05
+and batch 4096 on large logs, Adam at lr 0.001 on small ones), and an explicitly given value
+always wins. `recipe="paper"` fills them in at once; `auto` and `small` once the data is read
+(`resolve_recipe`, called by the trainer).
 `from_mapping` and `parse_set` turn `key=value` strings (CLI `--set`) into typed field values.
 """
 from __future__ import annotations
@@ -16,6 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from daian.training.recipe import RECIPE_FIELDS, RECIPES, fill_recipe, recipe_values
 
 OPTIMIZERS = ("adagrad", "adam")
 LR_DECAYS = ("none", "linear")
@@ -35,17 +41,18 @@ class TrainConfig:
     model: str = "daian"  # a registered model: din | dei2n | daian (daian.models.registry)
     ablation: str | None = None  # one of the model's ablations (its config class's `ablations`), None = full model
     model_settings: dict[str, Any] = field(default_factory=dict)  # model config field -> value overrides
-    # --- optimisation (paper: batch 4096, Adagrad, lr 0.05 for every model)
+    # --- optimisation (None = the recipe's; paper: batch 4096, Adagrad, lr 0.05 for every model)
     seeds: tuple[int, ...] = (1,)  # one sub-run per seed; results reported as mean and std
-    batch_size: int = 4096  # training rows per step (global, over all processes)
-    optimizer: str = "adagrad"  # adagrad (the papers) | adam
-    lr: float = 0.05  # learning rate of the CTR stage
-    epochs: int = 1  # CTR epochs (DAIAN's stage 3; the only stage of DIN and DEI2N)
-    # --- DAIAN's stages (read by its schedule, daian.models.daian_stages)
-    uim_epochs: int = 1  # DAIAN stage 1: UIM pre-training on KL(p || p_hat)
-    uim_lr: float = 0.05  # DAIAN stage 1 learning rate
-    die_epochs: int = 1  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
-    die_lr: float = 0.05  # DAIAN stage 2 learning rate
+    recipe: str = "auto"  # auto (paper from 2,000 steps per epoch at batch 4096, else small) | paper | small (docs/training.md)
+    batch_size: int | None = None  # training rows per step (global, over all processes)
+    optimizer: str | None = None  # adagrad (the papers) | adam
+    lr: float | None = None  # learning rate of the CTR stage
+    epochs: int | None = None  # CTR epochs (DAIAN's stage 3; the only stage of DIN and DEI2N)
+    # --- DAIAN's stages (read by its schedule, daian.models.daian_stages; None = the recipe's)
+    uim_epochs: int | None = None  # DAIAN stage 1: UIM pre-training on KL(p || p_hat)
+    uim_lr: float | None = None  # DAIAN stage 1 learning rate (None: lr when lr is given, else the recipe's)
+    die_epochs: int | None = None  # DAIAN stage 2: DIE pre-training with the true intent in place of p_hat
+    die_lr: float | None = None  # DAIAN stage 2 learning rate (None: lr when lr is given, else the recipe's)
     uim_lr_factor: float = 0.1  # DAIAN stage 3: UIM learns at lr * this (the paper: "a smaller learning rate")
     lr_decay: str = "none"  # none (constant rates, the papers') | linear (each stage's rates fall to 0 over its steps)
     init_bias: bool = True  # start the logit's bias at the train split's base-rate log-odds (not 0, i.e. CTR 50%)
@@ -81,7 +88,9 @@ class TrainConfig:
             raise ValueError("seeds must name at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat a value: {list(self.seeds)}")
-        if self.optimizer not in OPTIMIZERS:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {list(RECIPES)}, got {self.recipe!r}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {list(LR_DECAYS)}, got {self.lr_decay!r}")
@@ -89,18 +98,26 @@ class TrainConfig:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("batch_size", "eval_batch_size", "max_hist", "max_subseq", "max_page",
                      "max_dt", "price_buckets"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "uim_lr", "die_lr"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.uim_lr_factor <= 1:
             raise ValueError(f"uim_lr_factor must be in [0, 1], got {self.uim_lr_factor}")
         if "name" in self.model_settings or "ablation" in self.model_settings:
             raise ValueError("set the model and ablation with `model` / `ablation`, not model_settings")
+        if self.recipe == "paper":  # the papers' settings need no data: filled in at once
+            for name, value in fill_recipe(self, recipe_values("paper")).items():
+                setattr(self, name, value)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every recipe field is set (`resolve_recipe` has run, or recipe="paper")."""
+        return all(getattr(self, name) is not None for name in RECIPE_FIELDS)
 
     def model_config(self, data_defaults: dict[str, Any] | None = None):
         """The model's resolved config: its class's defaults, then those of `data_defaults` (what

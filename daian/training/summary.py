@@ -43,8 +43,11 @@ def summarise(per_seed: dict[int, dict]) -> dict:
 
 def write_seed_summary(config, per_seed: dict[int, dict]) -> dict:
     """RUN/metrics.json of a several-seed run: mean and std over seeds, and every seed's metrics."""
+    warnings = [f"seed {seed}: {text}" for seed, r in per_seed.items() for text in r.get("warnings", [])]
+    recipe = next((r["recipe"] for r in per_seed.values() if "recipe" in r), None)
     result = {"model": config.model, "ablation": config.ablation, "seeds": list(config.seeds),
-              "summary": summarise(per_seed), "per_seed": per_seed}
+              "summary": summarise(per_seed), "warnings": warnings,
+              **({"recipe": recipe} if recipe is not None else {}), "per_seed": per_seed}
     RF.write_json(config.run / RF.METRICS, result)
     return result
 

@@ -23,8 +23,11 @@ import torch
 from daian import run_folder as RF
 from daian.data import DataBundle, EpochBatchSampler, load_data, make_loader
 from daian.training import checkpoint as C
+from daian.training.checks import score_warnings
 from daian.training.config import TrainConfig
 from daian.training.loop import evaluate, init_output_bias, predict, run_epoch
+from daian.training.recipe import describe, resolve_recipe
+from daian.training.resume import fill_from_checkpoint, refuse_changes
 from daian.training.schedule import build_stages, frozen_outside, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -89,8 +92,10 @@ def _restore(resume_from: Path, model, model_config, accelerator, run_dir: Path)
     current = model_config.to_dict()
     if saved != current:
         changed = sorted(k for k in saved if saved[k] != current.get(k))
-        raise ValueError(f"{resume_from}: the checkpoint's model differs from this configuration in "
-                         f"{changed}; resume with the settings it was trained with")
+        name = changed[0] if changed else "?"
+        raise ValueError(f"{resume_from}: --resume refused: the checkpoint's model differs from this "
+                         f"configuration in {changed} (model.{name} was {saved.get(name)!r}, now "
+                         f"{current.get(name)!r}); resume with the settings it was trained with")
     C.load_weights(model, resume_from)
     state = torch.load(resume_from / C.TRAINER_STATE, weights_only=True)
     rng_file = resume_from / f"rng_state_{accelerator.process_index}.pt"
@@ -98,6 +103,34 @@ def _restore(resume_from: Path, model, model_config, accelerator, run_dir: Path)
         C.set_rng_state(torch.load(rng_file, weights_only=True))
     log.info("resuming %s after stage %s epoch %s", run_dir, state["stage"], state["epoch"])
     return state
+
+
+def settle_config(config: TrainConfig, seed: int, bundle: DataBundle,
+                  resume_from: Path | None) -> tuple[TrainConfig, dict]:
+    """The run's config with every recipe field set, and the recipe record (metrics.json's
+    "recipe"). Resuming, unset fields take the checkpoint's values and a changed setting is
+    refused (daian.training.resume)."""
+    stored = None
+    if resume_from is not None:
+        meta = RF.read_checkpoint_config(resume_from)
+        stored = meta.get("train") or {}
+        config = fill_from_checkpoint(config, stored)
+    config, record = resolve_recipe(config, len(bundle.train))
+    if resume_from is not None:
+        refuse_changes(resume_from, stored, meta.get("seed"), config, seed)
+        if isinstance(meta.get("recipe"), dict):  # what the run chose when it started
+            record = {**meta["recipe"], "settings": record["settings"]}
+        else:  # a run from before recipes: its stored settings
+            record = {**record, "used": "checkpoint", "reason": "resumed a run trained before "
+                      "recipes were recorded: its stored settings"}
+    return config, record
+
+
+def registry_stages(model: str) -> bool:
+    """Whether the model brings its own schedule (DAIAN's stages 1 and 2 read the stage fields)."""
+    from daian.models import registry
+
+    return registry.get(model).stages is not None
 
 
 def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle) -> dict:
@@ -109,6 +142,7 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     accelerator = _accelerator(config)
     resume_from = _prepare_run_dir(run_dir, config.resume)
     accelerator.wait_for_everyone()  # every process has looked before any writes a checkpoint
+    config, recipe = settle_config(config, seed, bundle, resume_from)
     set_seed(seed)
     defaults = data_model_defaults(config, bundle)
     if resume_from is not None:  # the data's settings as the run was built with them (format 1 had fewer)
@@ -122,11 +156,15 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
              "optimizer": None}
     if resume_from is not None:
         state = _restore(resume_from, model, model_config, accelerator, run_dir)
+    if accelerator.is_main_process:  # after every refusal: the run goes ahead with this recipe
+        log.info("%s seed %s: %s", RF.run_name(config.model, config.ablation), seed,
+                 describe(recipe, registry_stages(config.model)))
     model = accelerator.prepare(model)
     ckpt_args = dict(model=model, config=config, seed=seed, model_config=model_config, sizes=bundle.sizes,
-                     vocabs=bundle.vocabs, store_dim=int(bundle.frozen_vectors.shape[1]), accelerator=accelerator)
+                     vocabs=bundle.vocabs, store_dim=int(bundle.frozen_vectors.shape[1]), accelerator=accelerator,
+                     recipe=recipe)
     state = _run_stages(config, seed, run_dir, bundle, model, accelerator, state, ckpt_args)
-    return _score(config, seed, run_dir, bundle, model, accelerator, state["history"])
+    return _score(config, seed, run_dir, bundle, model, accelerator, state["history"], recipe)
 
 
 def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle, model, accelerator,
@@ -168,22 +206,27 @@ def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
                      "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None}
             C.save_checkpoint(run_dir, trainer_state=state, **ckpt_args)
-            log.info("%s: %s", desc, stats)
+            log.debug("%s: %s", desc, stats)
         epoch_offset += stage.epochs
     return state
 
 
 def _score(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle, model, accelerator,
-           history: list[dict]) -> dict:
-    """Score the test split on the main process; write predictions.parquet and metrics.json."""
+           history: list[dict], recipe: dict) -> dict:
+    """Score the test split on the main process; write predictions.parquet and metrics.json
+    (with the recipe the run used and the warnings of a run that did not learn)."""
     result = {}
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         scores, intent = predict(unwrapped, bundle.test, batch_size=config.eval_batch_size,
                                  device=accelerator.device, progress=config.progress)
         RF.write_predictions(run_dir, bundle.test.meta, scores, intent)
-        result = {"model": config.model, "ablation": config.ablation, "seed": seed,
-                  **evaluate(bundle.test, scores, intent),
+        metrics = evaluate(bundle.test, scores, intent)
+        warnings = score_warnings(bundle.test.meta["clicked"], scores, metrics["ctr"]["auc"])
+        for text in warnings:
+            log.warning("warning: %s seed %s: %s", RF.run_name(config.model, config.ablation), seed, text)
+        result = {"model": config.model, "ablation": config.ablation, "seed": seed, **metrics,
+                  "warnings": warnings, "recipe": recipe,
                   "train": {"history": history,
                             "parameters": sum(p.numel() for p in unwrapped.parameters()),
                             "processes": accelerator.num_processes, "device": str(accelerator.device)},

@@ -26,7 +26,7 @@ SMALL_SETS = DIN_SETS + ["model.attention_dim=16", "model.heads=2", "model.uim_h
 def _args(synthetic, run, *extra, sets=SMALL_SETS):
     sets = [x for s in sets for x in ("--set", s)]
     return ["--data", str(synthetic["labelled"]), "--store", str(synthetic["store"]), "--run", str(run),
-            "--batch-size", "512", "--no-progress", *sets, *extra]
+            "--recipe", "paper", "--batch-size", "512", "--no-progress", *sets, *extra]
 
 
 def test_single_run(synthetic, tmp_path, capsys):
@@ -144,7 +144,7 @@ def test_tiny_world_end_to_end(tiny_labelled, tmp_path, capsys):
     run = tmp_path / "daian"
     sets = [x for s in SMALL_SETS for x in ("--set", s)]
     # no --dataset: found through the store's items.parquet, whose sha256 the labels recorded
-    assert main(["--data", str(data), "--store", str(store), "--model", "daian",
+    assert main(["--data", str(data), "--store", str(store), "--model", "daian", "--recipe", "paper",
                  "--epochs", "1", "--batch-size", "1024", "--run", str(run), "--no-progress", *sets]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert json.loads((run / "checkpoint" / "config.json").read_text())["train"]["dataset"] is None

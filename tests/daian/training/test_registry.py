@@ -69,7 +69,7 @@ def toy():
 
 
 def toy_config(synthetic, run, **changes) -> TrainConfig:
-    values = dict(data=synthetic["labelled"], store=synthetic["store"], run=run, model="toy",
+    values = dict(data=synthetic["labelled"], store=synthetic["store"], run=run, model="toy", recipe="paper",
                   batch_size=256, epochs=1, optimizer="adam", lr=0.01, progress=False, max_hist=10,
                   max_subseq=4, max_page=2, max_dt=60 * 24 * 7, price_buckets=4, model_settings={"width": 3})
     values.update(changes)

@@ -35,7 +35,7 @@ SMALL = {"mlp_hidden": (32, 16), "attention_hidden": (16,), "attention_dim": 16,
 
 
 def make_config(synthetic, run, **changes) -> TrainConfig:
-    values = dict(data=synthetic["labelled"], store=synthetic["store"], run=run, model="daian",
+    values = dict(data=synthetic["labelled"], store=synthetic["store"], run=run, model="daian", recipe="paper",
                   batch_size=512, epochs=2, uim_epochs=1, die_epochs=1, progress=False,
                   max_hist=10, max_subseq=4, max_page=2, max_dt=60 * 24 * 7, price_buckets=4,
                   model_settings=dict(SMALL))
@@ -329,7 +329,7 @@ def test_two_cpu_processes_train_and_resume(synthetic, tmp_path):
     run = tmp_path / "run"
     sets = [f"model.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in SMALL.items()]
     base = ["--data", str(synthetic["labelled"]), "--store", str(synthetic["store"]), "--model", "daian",
-            "--batch-size", "512", "--device", "cpu", "--no-progress", "--run", str(run),
+            "--recipe", "paper", "--batch-size", "512", "--device", "cpu", "--no-progress", "--run", str(run),
             "--set", "cpu_threads=1", *[x for s in sets for x in ("--set", s)]]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     for epochs, extra in (("1", []), ("2", ["--resume"])):
