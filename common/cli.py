@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Any, Callable
 
@@ -84,7 +85,8 @@ def run(parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser],
         try:
             parser = parser()
         except KeyboardInterrupt:
-            print("interrupted before starting; nothing was written", file=sys.stderr)
+            prog = os.path.basename(sys.argv[0]) or "command"
+            print(f"{prog}: interrupted while starting; nothing was written", file=sys.stderr)
             return INTERRUPTED
     args = parser.parse_args(argv)
     try:
