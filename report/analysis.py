@@ -1,10 +1,15 @@
 """The report's numbers, recomputed from the runs' predictions with `daian.metrics`.
 
 Pure functions on arrays (no plotting, no files). Conventions:
-- a number "over seeds" is the mean and the sample standard deviation (ddof=1; 0 for one seed),
-  as `train-daian --compare` reports them;
+- a number "over seeds" is the mean and the sample standard deviation (ddof=1), as
+  `train-daian --compare` reports them; with one seed there is no std (NaN, shown "1 seed");
 - RelaImpr (AUC or GAUC) is computed per seed against the reference run's same seed, then
-  averaged; when the two runs share no seed, against the reference's mean over its seeds;
+  averaged; when the two runs share no seed, against the reference's mean over its seeds. It is
+  computed only when every reference value it divides by is above chance: more than
+  `CHANCE_SE` null standard errors above 0.5 (`null_se_auc`, `null_se_gauc`: the metric's standard
+  deviation when the scores carry no signal, from the test split's class counts alone);
+- a group of users (a diversity group, a planted user type) with fewer than `MIN_GROUP_USERS`
+  users that count in its metric is "too small to read": its numbers are shown, marked;
 - intent fit (DAIAN Figure 5): per group of users, the mean ground-truth intent p and the mean
   predicted p_hat over the test requests with clicks, and their JS divergence (natural log), as
   `daian.metrics.intent_metrics` measures them;
@@ -35,11 +40,14 @@ class Stat:
         vals = [float(v) for v in values if v is not None and np.isfinite(v)]
         if not vals:
             return cls(float("nan"), float("nan"), [])
-        return cls(float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, vals)
+        return cls(float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), vals)
 
     def fmt(self, digits: int = 4, suffix: str = "") -> str:
+        """"mean ± std" over two seeds or more, "mean (1 seed)" over one (no std to show), "n/a"."""
         if not np.isfinite(self.mean):
             return "n/a"
+        if len(self.values) < 2:
+            return f"{self.mean:.{digits}f}{suffix} (1 seed)"
         return f"{self.mean:.{digits}f}{suffix} ± {self.std:.{digits}f}{suffix}"
 
     def to_dict(self) -> dict:
@@ -50,30 +58,91 @@ def _num(x: float):
     return None if not np.isfinite(x) else float(x)
 
 
+CHANCE_SE = 2.0  # a reference AUC/GAUC is "above chance" when more than this many null standard errors above 0.5
+MIN_GROUP_USERS = 30  # a user group with fewer users (counted in its metric) is marked too small to read
+AT_CHANCE = "base at chance"  # why a RelaImpr is not shown
+
+
 def ctr_metrics(clicked: np.ndarray, score: np.ndarray, users: np.ndarray) -> dict:
     """AUC, GAUC and log loss of one seed's predictions (daian.metrics)."""
     return {"auc": M.auc(clicked, score), "gauc": M.gauc(clicked, score, users),
             "logloss": M.log_loss(clicked, score), "rows": int(np.size(clicked))}
 
 
+# ----------------------------------------------------------------------------- chance level
+
+
+def _null_var(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Variance of the Mann-Whitney AUC when scores carry no signal (continuous scores):
+    Var(U) / (n1 n0)^2 = (n1 + n0 + 1) / (12 n1 n0)."""
+    return (pos + neg + 1) / (12.0 * pos * neg)
+
+
+def null_se_auc(clicked: np.ndarray) -> float:
+    """Standard error of the AUC under no signal, from the numbers of clicks and non-clicks alone."""
+    clicked = np.asarray(clicked, np.float64)
+    pos = clicked.sum()
+    neg = clicked.size - pos
+    return float(np.sqrt(_null_var(pos, neg))) if pos > 0 and neg > 0 else float("nan")
+
+
+def null_se_gauc(clicked: np.ndarray, users: np.ndarray) -> float:
+    """Standard error of the GAUC under no signal: the per-user AUCs are independent, weighted by
+    impressions, over the users with both classes (those GAUC counts)."""
+    _, inv = np.unique(np.asarray(users), return_inverse=True)
+    pos = np.bincount(inv, weights=np.asarray(clicked, np.float64))
+    size = np.bincount(inv).astype(np.float64)
+    neg = size - pos
+    ok = (pos > 0) & (neg > 0)
+    if not ok.any():
+        return float("nan")
+    w = size[ok]
+    return float(np.sqrt((w ** 2 * _null_var(pos[ok], neg[ok])).sum()) / w.sum())
+
+
+def chance_margins(clicked: np.ndarray, users: np.ndarray) -> dict[str, dict]:
+    """Per metric, its null standard error and the value a reference must exceed for RelaImpr."""
+    out = {}
+    for key, se in (("auc", null_se_auc(clicked)), ("gauc", null_se_gauc(clicked, users))):
+        out[key] = {"null_se": se, "threshold": 0.5 + CHANCE_SE * se if np.isfinite(se) else float("nan")}
+    return out
+
+
+def above_chance(value: float, threshold: float) -> bool:
+    return bool(np.isfinite(value) and np.isfinite(threshold) and value > threshold)
+
+
+def gauc_users(clicked: np.ndarray, users: np.ndarray) -> int:
+    """Users with both a click and a non-click: the ones whose AUC the GAUC averages."""
+    _, inv = np.unique(np.asarray(users), return_inverse=True)
+    pos = np.bincount(inv, weights=np.asarray(clicked, np.float64))
+    size = np.bincount(inv)
+    return int(((pos > 0) & (pos < size)).sum())
+
+
 # ----------------------------------------------------------------------------- tables
 
 
-def _rela(values: dict[int, float], base: dict[int, float]) -> Stat:
+def _rela(values: dict[int, float], base: dict[int, float], threshold: float) -> tuple[Stat, str | None]:
+    """RelaImpr over seeds and, when it is not computed, why (AT_CHANCE)."""
     common = [s for s in values if s in base]
     if common:
-        return Stat.of(M.rela_impr(values[s], base[s]) for s in common)
+        if not all(above_chance(base[s], threshold) for s in common):
+            return Stat.of([]), AT_CHANCE
+        return Stat.of(M.rela_impr(values[s], base[s]) for s in common), None
     base_mean = Stat.of(base.values()).mean
-    if not np.isfinite(base_mean) or base_mean == 0.5:
-        return Stat.of([])
-    return Stat.of(M.rela_impr(v, base_mean) for v in values.values())
+    if not above_chance(base_mean, threshold):
+        return Stat.of([]), AT_CHANCE
+    return Stat.of(M.rela_impr(v, base_mean) for v in values.values()), None
 
 
-def table_rows(per_seed: dict[str, dict[int, dict]], names: list[str], reference: str | None) -> list[dict]:
+def table_rows(per_seed: dict[str, dict[int, dict]], names: list[str], reference: str | None,
+               chance: dict[str, dict] | None = None) -> list[dict]:
     """Rows of a comparison or ablation table.
 
     `per_seed[name][seed]` holds `ctr_metrics` output; RelaImpr is measured against `reference`
-    (absent: no RelaImpr).
+    (absent: no RelaImpr), and only where the reference is above `chance[key]["threshold"]`
+    (`chance_margins`; None: above 0.5); otherwise `rela_<key>_note` says AT_CHANCE.
     """
     rows = []
     ref = per_seed.get(reference) if reference else None
@@ -83,11 +152,11 @@ def table_rows(per_seed: dict[str, dict[int, dict]], names: list[str], reference
         for key in ("auc", "gauc", "logloss"):
             row[key] = Stat.of(seeds[s][key] for s in sorted(seeds))
         for key in ("auc", "gauc"):
+            row[f"rela_{key}"], row[f"rela_{key}_note"] = Stat.of([]), None
             if ref is not None:
-                row[f"rela_{key}"] = _rela({s: m[key] for s, m in seeds.items()},
-                                           {s: m[key] for s, m in ref.items()})
-            else:
-                row[f"rela_{key}"] = Stat.of([])
+                threshold = chance[key]["threshold"] if chance else 0.5
+                row[f"rela_{key}"], row[f"rela_{key}_note"] = _rela(
+                    {s: m[key] for s, m in seeds.items()}, {s: m[key] for s, m in ref.items()}, threshold)
         rows.append(row)
     return rows
 
@@ -95,30 +164,41 @@ def table_rows(per_seed: dict[str, dict[int, dict]], names: list[str], reference
 # ----------------------------------------------------------------------------- intent fit
 
 
-def intent_fit(request_id: np.ndarray, has_intent: np.ndarray, intent_true: np.ndarray,
-               preds: dict[int, np.ndarray], groups: np.ndarray | None) -> dict:
-    """Per user group: mean true p, mean predicted p_hat (over seeds), JS (population, per request).
+ALL_USERS = "all"  # the intent-fit entry over every user
 
-    `preds[seed]` is the (N, n) predicted intent of the N rows; `groups` the (N,) user group of each
-    row (planted user type), or None for a single group "all users".
-    """
-    if groups is None:
-        groups = np.full(np.shape(request_id), "all users", dtype=object)
-    per_seed = {s: M.intent_metrics(request_id, has_intent, intent_true, p, groups) for s, p in preds.items()}
+
+def _fit_entries(request_id, has_intent, intent_true, preds, labels, users) -> dict[str, dict]:
+    """Per label of `labels` (one per row): requests and users with clicks, mean true p, mean p_hat
+    over seeds with its std (zeros for one seed), JS over seeds."""
+    per_seed = {s: M.intent_metrics(request_id, has_intent, intent_true, p, labels) for s, p in preds.items()}
     names = sorted({g for m in per_seed.values() for g in m.get("by_user_type", {})})
+    keep = np.asarray(has_intent, bool)
     out = {}
     for g in names:
         parts = [m["by_user_type"][g] for m in per_seed.values() if g in m["by_user_type"]]
         pred = np.array([p["pred_mean"] for p in parts], dtype=np.float64)
-        out[g] = {"requests": parts[0]["requests"],
+        in_group = keep & (np.asarray(labels, dtype=object) == g)
+        out[g] = {"requests": parts[0]["requests"], "users": int(np.unique(np.asarray(users)[in_group]).size),
                   "true": np.asarray(parts[0]["true_mean"], dtype=np.float64),
                   "pred": pred.mean(0), "pred_std": pred.std(0, ddof=1) if len(parts) > 1 else np.zeros(pred.shape[1]),
                   "js_population": Stat.of(p["js_population"] for p in parts),
                   "js_mean": Stat.of(p["js_mean"] for p in parts)}
-    overall = list(per_seed.values())
-    return {"groups": out, "js_population": Stat.of(m["js_population"] for m in overall),
-            "js_mean": Stat.of(m["js_mean"] for m in overall),
-            "requests": overall[0]["requests"] if overall else 0}
+    return out
+
+
+def intent_fit(request_id: np.ndarray, user_id: np.ndarray, has_intent: np.ndarray, intent_true: np.ndarray,
+               preds: dict[int, np.ndarray], groups: np.ndarray | None) -> dict:
+    """Per user group and over all users: mean true p, mean predicted p_hat (over seeds), JS.
+
+    `preds[seed]` is the (N, n) predicted intent of the N rows; `groups` the (N,) planted user type
+    of each row (None where unknown), or None when the dataset plants none: then "groups" is empty
+    and only the entry over all users ("all") exists, so no group repeats it.
+    """
+    everyone = np.full(np.shape(request_id), ALL_USERS, dtype=object)
+    overall = _fit_entries(request_id, has_intent, intent_true, preds, everyone, user_id)
+    by_group = {} if groups is None else _fit_entries(request_id, has_intent, intent_true, preds, groups, user_id)
+    return {"groups": by_group, "all": overall.get(ALL_USERS),
+            "requests": overall[ALL_USERS]["requests"] if overall else 0}
 
 
 # ----------------------------------------------------------------------------- user diversity
@@ -192,12 +272,16 @@ def diversity_groups(users: np.ndarray, div_users: np.ndarray, div_values: np.nd
 
 def gauc_by_group(clicked: np.ndarray, users: np.ndarray, group: np.ndarray,
                   scores: dict[str, dict[int, np.ndarray]], buckets: list[dict]) -> list[dict]:
-    """Per group (and for rows of users without a diversity value, bucket -1): GAUC per model over seeds."""
+    """Per group (and for rows of users without a diversity value, bucket -1): GAUC per model over
+    seeds, the group's test impressions and users, the users GAUC counts (both classes) and whether
+    they are too few to read (< MIN_GROUP_USERS)."""
     rows = []
     entries = ([{"bucket": -1, "low": None, "high": None}] if (group < 0).any() else []) + buckets
     for entry in entries:
         sel = group == entry["bucket"]
-        row = {**entry, "rows": int(sel.sum()), "test_users": int(np.unique(users[sel]).size)}
+        n_gauc = gauc_users(clicked[sel], users[sel])
+        row = {**entry, "rows": int(sel.sum()), "test_users": int(np.unique(users[sel]).size),
+               "gauc_users": n_gauc, "too_small": n_gauc < MIN_GROUP_USERS}
         for name, by_seed in scores.items():
             row[name] = Stat.of(M.gauc(clicked[sel], s[sel], users[sel]) for s in by_seed.values())
         rows.append(row)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from common.cli import default_of, make_parser, run
@@ -14,7 +15,7 @@ from report.config import DIVERSITY_MEASURES, ReportConfig, parse_sweep
 
 # ReportConfig fields that a flag of the same name (dashes for underscores) sets.
 _SETTINGS = ("baseline", "intent_model", "diversity", "diversity_buckets", "ctr_split", "max_page",
-             "min_cell_impressions", "examples", "top_k", "seed", "title")
+             "min_cell_impressions", "examples", "top_k", "seed", "dpi", "title")
 
 
 def _default(name: str):
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="targets shown per model in an example (default %(default)s)")
     p.add_argument("--seed", type=int, default=_default("seed"),
                    help="seed choosing the example requests (default %(default)s)")
+    p.add_argument("--dpi", type=int, default=_default("dpi"),
+                   help="resolution of the PNG figures, in dots per inch (default %(default)s)")
     p.add_argument("--title", default=_default("title"), help="report heading (default %(default)r)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
@@ -73,8 +76,23 @@ def _run(args: argparse.Namespace) -> None:
           f"(figures in {paths['figures']}); numbers in {paths['json']}")
 
 
+class _Warnings(logging.Handler):
+    """The report's warnings (logger "report") as one line each on stderr: `tir-report: warning: ...`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"tir-report: warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+
+
+def _show_warnings() -> None:
+    log = logging.getLogger("report")
+    if not any(isinstance(h, _Warnings) for h in log.handlers):
+        log.addHandler(_Warnings(logging.WARNING))
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv, _run)
+    _show_warnings()
+    return run(build_parser, argv, _run)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from common.contract import FILES, TRUTH_DIR, TRUTH_USERS, lookup_user_types, read_table, read_truth_users
+from common import pictures
 from daian.run_folder import list_matrix
 from intent_labels.labelled import MANIFEST, LabelledFolder
 
@@ -114,10 +115,40 @@ class ItemTitles:
         return np.where(found, pos, -1)
 
     def picture_path(self, item_id: int) -> Path | None:
+        """The item's picture file, confined to the dataset folder (`common.pictures.picture_path`:
+        PictureError naming the item and the path for a URL or a path outside it); None when the
+        item has no `image` value. The file need not exist."""
         row = int(self.rows(np.array([item_id]))[0])
         if row < 0 or not self.image[row]:
             return None
-        return self.root / self.image[row]
+        return pictures.picture_path(self.root, self.image[row], item_id)
+
+    def image_value(self, item_id: int) -> str | None:
+        row = int(self.rows(np.array([item_id]))[0])
+        return None if row < 0 else self.image[row]
+
+    def pictures(self, ids: list[int]) -> tuple[dict[int, np.ndarray], dict[str, list]]:
+        """The pictures of the items `ids` (those the report shows, and only those), and what is
+        wrong where one is missing.
+
+        Every path is resolved by `common.pictures.picture_path` first, so a path outside the
+        dataset folder is refused (PictureError naming the item and the path) before any file is
+        read; each file is then opened by `common.pictures.open_picture` (pixel and size limits).
+        Returns ({item: (H, W, 3) uint8}, {"no value": [item, ...], "missing": [(item, value), ...],
+        "unreadable": [(item, reason), ...]})."""
+        paths = {i: self.picture_path(i) for i in ids}
+        out, problems = {}, {"no value": [], "missing": [], "unreadable": []}
+        for i, path in paths.items():
+            if path is None:
+                problems["no value"].append(i)
+            elif not path.is_file():
+                problems["missing"].append((i, self.image_value(i)))
+            else:
+                try:
+                    out[i] = np.asarray(pictures.open_picture(path))
+                except pictures.PictureError as exc:
+                    problems["unreadable"].append((i, str(exc)))
+        return out, problems
 
     def title_of(self, item_id: int) -> str:
         row = int(self.rows(np.array([item_id]))[0])

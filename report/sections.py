@@ -15,6 +15,7 @@ from report import analysis as A
 from report import figures as F
 from report.config import ReportConfig
 from report.data import ItemTitles, Truth, column, intent_matrix
+from report.provenance import TrainingNotes, recipe_text
 from report.scored import AGREE_TOL, Scored
 from report.writers import Figure, Section, Table
 
@@ -41,13 +42,53 @@ def _order(runs: list[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: (rank.get(r.model, len(rank)), r.model, r.ablation is not None, index[id(r)]))
 
 
+def _rela_cell(row: dict, key: str, reference: str | None) -> str:
+    if row["run"] == reference:
+        return "reference"
+    if row.get(f"rela_{key}_note"):
+        return f"n/a ({row[f'rela_{key}_note']})"
+    return row[f"rela_{key}"].fmt(2, "%")
+
+
 def _stat_cells(row: dict, reference: str | None) -> list[str]:
-    rel = {k: ("reference" if row["run"] == reference else row[f"rela_{k}"].fmt(2, "%")) for k in ("auc", "gauc")}
-    return [row["auc"].fmt(4), rel["auc"], row["gauc"].fmt(4), rel["gauc"], row["logloss"].fmt(4),
-            ", ".join(str(s) for s in row["seeds"])]
+    return [row["auc"].fmt(4), _rela_cell(row, "auc", reference), row["gauc"].fmt(4),
+            _rela_cell(row, "gauc", reference), row["logloss"].fmt(4), ", ".join(str(s) for s in row["seeds"])]
 
 
 HEADERS = ["Model", "AUC", "RelaImpr (AUC)", "GAUC", "RelaImpr (GAUC)", "Log loss", "Seeds"]
+
+
+def _chance(scored: Scored) -> dict[str, dict]:
+    t = scored.test
+    return A.chance_margins(t["clicked"].astype(np.float64), t["user_id"])
+
+
+def _chance_rule(chance: dict[str, dict]) -> str:
+    parts = [f"{key.upper()} > {c['threshold']:.4f} (0.5 + {A.CHANCE_SE:g} × {c['null_se']:.4f})"
+             for key, c in chance.items() if np.isfinite(c["threshold"])]
+    return ("RelaImpr is shown only where every seed of its reference is above chance by more than "
+            f"{A.CHANCE_SE:g} standard errors of the metric under no signal (from the test split's clicks and "
+            "users): " + (", ".join(parts) if parts else "not computable on this test split") +
+            "; otherwise it reads “n/a (base at chance)”, since dividing by a reference within noise of 0.5 "
+            "gives numbers without meaning.")
+
+
+def _at_chance_lines(rows: list[dict], reference: str | None, labels: dict, chance: dict) -> list[str]:
+    """'**Note**' lines for runs whose AUC is within noise of 0.5, and for a reference whose AUC or
+    GAUC is (its RelaImpr is not shown)."""
+    out = [f"**Note**: {labels[r['run']]}'s test AUC ({r['auc'].fmt(4)}) is not above {chance['auc']['threshold']:.4f} "
+           "(0.5 plus twice its standard error under no signal): its scores rank clicks no better than chance."
+           for r in rows if np.isfinite(chance["auc"]["threshold"]) and np.isfinite(r["auc"].mean)
+           and not A.above_chance(r["auc"].mean, chance["auc"]["threshold"])]
+    ref = next((r for r in rows if r["run"] == reference), None)
+    if ref is None:
+        return out
+    for key in ("auc", "gauc"):
+        if any(r.get(f"rela_{key}_note") for r in rows):
+            out.append(f"**Note**: {labels[reference]}'s {key.upper()} ({ref[key].fmt(4)}) is not above "
+                       f"{chance[key]['threshold']:.4f}: the reference is at chance, so RelaImpr ({key.upper()}) "
+                       "is not shown.")
+    return out
 
 
 def comparison_section(scored: Scored, config: ReportConfig, doc_json: dict) -> Section:
@@ -58,19 +99,25 @@ def comparison_section(scored: Scored, config: ReportConfig, doc_json: dict) -> 
         return section
     names = {r.name for r in scored.runs}
     reference = config.baseline if config.baseline in names else None
-    rows = A.table_rows(scored.metrics, [r.name for r in full], reference)
+    chance = _chance(scored)
+    rows = A.table_rows(scored.metrics, [r.name for r in full], reference, chance)
     labels = {r.name: display_name(r) for r in scored.runs}
+    several = any(len(r["seeds"]) > 1 for r in rows)
     section.blocks.append(
         "Test AUC, GAUC (per-user AUC weighted by impressions, single-class users skipped) and log loss, "
-        "mean ± std over seeds, recomputed from each run's `predictions.parquet`. RelaImpr = "
+        + ("mean ± std over seeds" if several else "one seed each (no std)")
+        + ", recomputed from each run's `predictions.parquet`. RelaImpr = "
         "((metric − 0.5) / (metric of the reference − 0.5) − 1) × 100%, per seed against the reference's "
-        "same seed" + (f"; the reference is {labels[reference]}." if reference else
-                       f"; no run named {config.baseline!r} was given, so there is no RelaImpr."))
+        "same seed" + (f"; the reference is {labels[reference]}. " if reference else
+                       f"; no run named {config.baseline!r} was given, so there is no RelaImpr. ")
+        + (_chance_rule(chance) if reference else ""))
+    section.blocks += _at_chance_lines(rows, reference, labels, chance)
     section.blocks.append(Table(HEADERS, [[labels[r["run"]]] + _stat_cells(r, reference) for r in rows]))
     plot_rows = [{**r, "label": labels[r["run"]], "model": next(x.model for x in full if x.name == r["run"])}
                  for r in rows]
     section.blocks.append(Figure("comparison", F.to_png(F.plot_comparison(plot_rows), config.dpi),
-                                 "Test AUC and GAUC of each model; bars are the mean over seeds, whiskers the std."))
+                                 "Test AUC and GAUC of each model; bars start at 0.5 (chance) and end at the mean "
+                                 + ("over seeds, whiskers the std." if several else "(one seed: no whiskers).")))
     if scored.compared:
         if scored.disagreements:
             section.blocks.append("**Warning**: the recomputed numbers differ from what training wrote in "
@@ -79,12 +126,14 @@ def comparison_section(scored: Scored, config: ReportConfig, doc_json: dict) -> 
             section.blocks.append(f"Check: the recomputed AUC, GAUC and log loss agree with the runs' own "
                                   f"metrics.json within {AGREE_TOL:g} ({scored.compared} run-seeds).")
     doc_json["comparison"] = [_row_json(r, labels) for r in rows]
+    doc_json["chance"] = chance
     return section
 
 
 def _row_json(row: dict, labels: dict) -> dict:
     return {"run": row["run"], "label": labels[row["run"]], "seeds": row["seeds"],
-            **{k: row[k].to_dict() for k in ("auc", "gauc", "logloss", "rela_auc", "rela_gauc")}}
+            **{k: row[k].to_dict() for k in ("auc", "gauc", "logloss", "rela_auc", "rela_gauc")},
+            **{f"rela_{k}_note": row[f"rela_{k}_note"] for k in ("auc", "gauc")}}
 
 
 def ablation_section(scored: Scored, config: ReportConfig, doc_json: dict) -> Section | None:
@@ -96,15 +145,18 @@ def ablation_section(scored: Scored, config: ReportConfig, doc_json: dict) -> Se
     if not by_model:
         return None
     section = Section("Ablations")
+    chance = _chance(scored)
     section.blocks.append("Each ablation against its full model, in the DAIAN paper's Table 2 format: RelaImpr "
-                          "is measured against the full model (negative = the ablation is worse).")
+                          "is measured against the full model (negative = the ablation is worse), under the "
+                          "comparison's rule: not shown when the full model is at chance.")
     labels = {r.name: display_name(r) for r in scored.runs}
     doc_json["ablations"] = {}
     for model, ablations in by_model.items():
         full = next((r for r in ordered if r.model == model and r.is_full_model), None)
         names = [r.name for r in ablations] + ([full.name] if full else [])
-        rows = A.table_rows(scored.metrics, names, full.name if full else None)
+        rows = A.table_rows(scored.metrics, names, full.name if full else None, chance)
         caption = f"{MODEL_LABELS.get(model, model)} ablations" + ("" if full else " (no full model run given)")
+        section.blocks += _at_chance_lines(rows, full.name if full else None, labels, chance)
         section.blocks.append(Table(HEADERS, [[labels[r["run"]]] + _stat_cells(r, full.name if full else None)
                                               for r in rows], caption))
         doc_json["ablations"][model] = [_row_json(r, labels) for r in rows]
@@ -127,34 +179,50 @@ def intent_section(scored: Scored, labelled: LabelledFolder, truth: Truth | None
     types = truth.types_of(t["user_id"]) if truth is not None else None
     if types is not None and not any(v is not None for v in types):
         types = None
-    fit = A.intent_fit(t["request_id"], t["has_intent"], t["intent"], preds, types)
+    fit = A.intent_fit(t["request_id"], t["user_id"], t["has_intent"], t["intent"], preds, types)
     if not fit["requests"]:
         section.blocks.append("Not drawn: no test request has a click, so no request has a ground-truth intent.")
         return section
+    several = len(preds) > 1
     section.blocks.append(
         "On the test requests with at least one click, the ground-truth intent p (the share of the request's "
         "clicks at each trigger-target similarity level) is averaged over the users of each group and drawn as "
         "a line; DAIAN's predicted intent p̂ (its UIM output, averaged over the request's impressions, then over "
-        "the requests, then over seeds) is drawn as bars. JS is the Jensen-Shannon divergence (natural log) "
-        "between the two mean distributions (the paper reports 0.082 for specific-intent users)"
-        + ("; groups are the simulator's planted user types." if types is not None else
-           "; the dataset has no planted user types (truth/users.parquet), so all users form one group."))
-    fig = F.plot_intent_fit(fit, labelled.edges, GROUP_TITLES)
+        "the requests" + (", then over seeds" if several else "") + ") is drawn as bars. JS is the "
+        "Jensen-Shannon divergence (natural log) between the two mean distributions (the paper reports 0.082 "
+        "for specific-intent users)"
+        + ("; groups are the simulator's planted user types." if fit["groups"] else
+           "; the dataset has no planted user types (truth/users.parquet), so all users form one group.")
+        + f" A group of fewer than {A.MIN_GROUP_USERS} users is too small to read: it is drawn and listed grey.")
+    fig = F.plot_intent_fit(fit, labelled.edges, GROUP_TITLES, A.MIN_GROUP_USERS)
     section.blocks.append(Figure("intent_fit", F.to_png(fig, config.dpi),
-                                 "Predicted (bars, ± std over seeds) against ground-truth (line) intent "
-                                 "distributions over similarity levels."))
-    order = [g for g in GROUP_TITLES if g in fit["groups"]] + [g for g in fit["groups"] if g not in GROUP_TITLES]
-    rows = [[GROUP_TITLES.get(g, g), f"{fit['groups'][g]['requests']:,}", fit["groups"][g]["js_population"].fmt(3),
-             fit["groups"][g]["js_mean"].fmt(3)] for g in order]
-    rows.append(["all", f"{fit['requests']:,}", fit["js_population"].fmt(3), fit["js_mean"].fmt(3)])
-    section.blocks.append(Table(["Users", "Requests with clicks", "JS of the mean distributions",
-                                 "JS per request (mean)"], rows))
+                                 "Predicted (bars" + (", ± std over seeds" if several else "") + ") against "
+                                 "ground-truth (line) intent distributions over similarity levels."))
+    groups = fit["groups"]
+    order = [g for g in GROUP_TITLES if g in groups] + [g for g in groups if g not in GROUP_TITLES]
+    entries = [(GROUP_TITLES.get(g, g), groups[g]) for g in order]
+    if not (len(groups) == 1 and entries[0][1]["requests"] == fit["requests"]):  # else "all" repeats it
+        entries.append(("all users", fit["all"]))
+    rows, muted = [], set()
+    for k, (label, entry) in enumerate(entries):
+        small = entry["users"] < A.MIN_GROUP_USERS
+        if small:
+            muted.add(k)
+        rows.append([label + (f" (too few users: < {A.MIN_GROUP_USERS})" if small else ""), f"{entry['users']:,}",
+                     f"{entry['requests']:,}", entry["js_population"].fmt(3), entry["js_mean"].fmt(3)])
+    section.blocks.append(Table(["Group", "Users with clicks", "Requests with clicks", "JS of the mean distributions",
+                                 "JS per request (mean)"], rows, muted=frozenset(muted)))
+
+    def entry_json(v: dict) -> dict:
+        return {"requests": v["requests"], "users": v["users"], "too_small": v["users"] < A.MIN_GROUP_USERS,
+                "true": v["true"].tolist(), "pred": v["pred"].tolist(),
+                "js_population": v["js_population"].to_dict(), "js_mean": v["js_mean"].to_dict()}
+
     doc_json["intent_fit"] = {
-        "levels": labelled.levels, "bin_edges": labelled.edges.tolist(),
-        "groups": {g: {"requests": v["requests"], "true": v["true"].tolist(), "pred": v["pred"].tolist(),
-                       "js_population": v["js_population"].to_dict(), "js_mean": v["js_mean"].to_dict()}
-                   for g, v in fit["groups"].items()},
-        "js_population": fit["js_population"].to_dict(), "js_mean": fit["js_mean"].to_dict()}
+        "levels": labelled.levels, "bin_edges": labelled.edges.tolist(), "min_group_users": A.MIN_GROUP_USERS,
+        "groups": {g: entry_json(v) for g, v in groups.items()}, "all": entry_json(fit["all"]),
+        "rows": [label for label, _ in entries],
+        "js_population": fit["all"]["js_population"].to_dict(), "js_mean": fit["all"]["js_mean"].to_dict()}
     return section
 
 
@@ -189,11 +257,12 @@ def user_diversity(config: ReportConfig, labelled: LabelledFolder, truth: Truth 
 
 
 def _group_label(entry: dict, integer: bool, missing: str) -> str:
+    users = f"{entry['test_users']} users" + (", too few" if entry.get("too_small") else "")
     if entry["low"] is None:
-        return f"{missing}\n({entry['test_users']} users)"
+        return f"{missing}\n({users})"
     fmt = (lambda v: f"{v:.0f}") if integer else (lambda v: f"{v:.2f}")
     span = fmt(entry["low"]) if entry["low"] == entry["high"] else f"{fmt(entry['low'])}–{fmt(entry['high'])}"
-    return f"{span}\n({entry['test_users']} users)"
+    return f"{span}\n({users})"
 
 
 def diversity_section(scored: Scored, labelled: LabelledFolder, truth: Truth | None, items: ItemTitles,
@@ -213,22 +282,31 @@ def diversity_section(scored: Scored, labelled: LabelledFolder, truth: Truth | N
     integer = config.diversity == "categories"
     labels = [_group_label(r, integer, missing_label) for r in rows]
     names = {r.name: display_name(r) for r in scored.runs}
+    several = any(len(r[n].values) > 1 for r in rows for n in (base, model))
     section.blocks.append(
         f"Test users are grouped by the diversity of their intent ({xlabel}; groups are quantiles of the "
         f"users' values, at most {config.diversity_buckets}); GAUC is computed within each group for "
-        f"{names[base]} and {names[model]}, mean over seeds. The paper finds the gain grows with diversity.")
+        f"{names[base]} and {names[model]}" + (", mean over seeds" if several else "") + ". The paper finds the "
+        f"gain grows with diversity. A group in which fewer than {A.MIN_GROUP_USERS} users have both a click and "
+        "a non-click (the users GAUC counts) is too small to read: it is drawn grey and its gain is marked.")
     fig = F.plot_diversity_gain(rows, (base, names[base]), (model, names[model]), xlabel, labels)
     section.blocks.append(Figure("diversity_gain", F.to_png(fig, config.dpi),
-                                 f"GAUC of {names[base]} and {names[model]} per user-diversity group (bars, "
-                                 "± std over seeds) and the relative gain (line)."))
-    table_rows = []
-    for r, label in zip(rows, labels):
+                                 f"GAUC of {names[base]} and {names[model]} per user-diversity group (bars from "
+                                 "0.5" + (", ± std over seeds" if several else "") + ") and the relative gain "
+                                 "(line); grey groups hold too few users to read."))
+    table_rows, muted = [], set()
+    for k, (r, label) in enumerate(zip(rows, labels)):
         gain = (r[model].mean / r[base].mean - 1) * 100 if np.isfinite(r[base].mean) else float("nan")
-        table_rows.append([label.replace("\n", " "), f"{r['rows']:,}", r[base].fmt(4), r[model].fmt(4),
-                           "n/a" if not np.isfinite(gain) else f"{gain:+.2f}%"])
-    section.blocks.append(Table(["Diversity group", "Test impressions", f"GAUC {names[base]}",
-                                 f"GAUC {names[model]}", "Gain"], table_rows))
-    doc_json["diversity"] = {"measure": config.diversity, "groups": [
+        gain_text = "n/a" if not np.isfinite(gain) else f"{gain:+.2f}%"
+        if r["too_small"]:
+            muted.add(k)
+            gain_text += f" (too few users: {r['gauc_users']} < {A.MIN_GROUP_USERS})"
+        table_rows.append([label.split("\n")[0], f"{r['test_users']:,}", f"{r['gauc_users']:,}", f"{r['rows']:,}",
+                           r[base].fmt(4), r[model].fmt(4), gain_text])
+    section.blocks.append(Table(["Diversity group", "Test users", "Users in GAUC", "Test impressions",
+                                 f"GAUC {names[base]}", f"GAUC {names[model]}", "Gain"], table_rows,
+                                muted=frozenset(muted)))
+    doc_json["diversity"] = {"measure": config.diversity, "min_group_users": A.MIN_GROUP_USERS, "groups": [
         {k: (v.to_dict() if isinstance(v, A.Stat) else v) for k, v in r.items()} for r in rows]}
     return section
 
@@ -281,16 +359,40 @@ def ctr_section(labelled: LabelledFolder, config: ReportConfig, doc_json: dict) 
     if usable.size >= 2:
         hi, lo = usable[-1], usable[0]
         for p in pages:
-            lines.append(f"page {ctr['pages'][p]}: {rate[p, hi]:.2%} at level {hi}, {rate[p, lo]:.2%} at level "
-                         f"{lo} (ratio {rate[p, hi] / max(rate[p, lo], 1e-12):.1f})")
+            lines.append(f"page {ctr['pages'][p]}: {rate[p, hi]:.2%} at level {hi} ({int(shown[p, hi]):,} "
+                         f"impressions), {rate[p, lo]:.2%} at level {lo} ({int(shown[p, lo]):,} impressions; "
+                         f"ratio {rate[p, hi] / max(rate[p, lo], 1e-12):.1f})")
     if lines:
         section.blocks.append("Here: " + "; ".join(lines) + ".")
     section.blocks.append(Figure("ctr_page_level", F.to_png(fig, config.dpi),
-                                 f"CTR (%) per page and similarity level; cells with fewer than "
-                                 f"{config.min_cell_impressions} impressions are left blank."))
+                                 f"CTR (%) per page and similarity level, with each cell's impressions (n); cells "
+                                 f"with fewer than {config.min_cell_impressions} impressions are left blank."))
     doc_json["ctr_page_level"] = {"split": config.ctr_split, "pages": ctr["pages"],
                                   "impressions": shown.tolist(), "clicks": ctr["clicks"].tolist()}
     return section
+
+
+def _picture_notes(problems: dict, shown: int, dataset: Path) -> tuple[str | None, str | None]:
+    """(the report's note, the one-line warning) about the shown items without a picture."""
+    none = len(problems["no value"])
+    missing, unreadable = problems["missing"], problems["unreadable"]
+    total = none + len(missing) + len(unreadable)
+    if not total:
+        return None, None
+    broken = []  # named files that cannot be drawn: worth a warning
+    if missing:
+        i, value = missing[0]
+        broken.append(f"{len(missing)} name a file that does not exist (e.g. item {i}: {value!r} in {dataset})")
+    if unreadable:
+        broken.append(f"{len(unreadable)} cannot be opened (e.g. {unreadable[0][1]})")
+    parts = broken + ([f"{none} have no `image` value (or no row) in items.parquet"] if none else [])
+    note = (f"**Pictures missing**: {total} of the {shown} items shown below have no picture file and are drawn "
+            "as grey tiles: " + "; ".join(parts) + ".")
+    warning = None
+    if broken:
+        warning = (f"{len(missing) + len(unreadable)} of the {shown} items shown in the example requests have "
+                   "no readable picture file: " + "; ".join(broken))
+    return note, warning
 
 
 def examples_section(scored: Scored, items: ItemTitles, config: ReportConfig, doc_json: dict) -> Section:
@@ -305,15 +407,8 @@ def examples_section(scored: Scored, items: ItemTitles, config: ReportConfig, do
         f"{len(chosen)} test requests drawn at random among those with a click: the trigger on the left, and "
         f"each model's {config.top_k} highest-scored targets of the page (first seed), best first. Clicked "
         "targets are framed in green.")
-    cache: dict[int, np.ndarray | None] = {}
-
-    def picture_of(item_id: int):
-        if item_id not in cache:
-            cache[item_id] = F._picture(items.picture_path(item_id))
-        return cache[item_id]
-
-    doc_json["examples"] = []
-    for k, rid in enumerate(chosen):
+    examples = []
+    for rid in chosen:
         rows = np.flatnonzero(t["request_id"] == rid)
         models = []
         for run in full:
@@ -321,13 +416,27 @@ def examples_section(scored: Scored, items: ItemTitles, config: ReportConfig, do
             targets = A.top_targets(t["item_id"][rows], scored.scores[run.name][seed][rows], t["clicked"][rows],
                                     config.top_k)
             models.append((display_name(run), run.model, targets))
-        example = {"request_id": rid, "user_id": int(t["user_id"][rows[0]]), "page": int(t["page"][rows[0]]),
-                   "trigger": int(t["trigger_item_id"][rows[0]]), "clicks": int(t["clicked"][rows].sum()),
-                   "targets": int(rows.size), "models": models}
-        fig = F.plot_example(example, picture_of, items.title_of)
+        examples.append({"request_id": rid, "user_id": int(t["user_id"][rows[0]]), "page": int(t["page"][rows[0]]),
+                         "trigger": int(t["trigger_item_id"][rows[0]]), "clicks": int(t["clicked"][rows].sum()),
+                         "targets": int(rows.size), "models": models})
+    shown = list(dict.fromkeys(i for ex in examples for i in
+                               [ex["trigger"]] + [x["item_id"] for _, _, ts in ex["models"] for x in ts]))
+    pictures, problems = items.pictures(shown)
+    note, warning = _picture_notes(problems, len(shown), items.root)
+    if note:
+        section.blocks.append(note)
+    doc_json["examples"] = []
+    doc_json["example_pictures"] = {"shown": len(shown), "no_value": problems["no value"],
+                                    "missing": [i for i, _ in problems["missing"]],
+                                    "unreadable": [i for i, _ in problems["unreadable"]],
+                                    "warning": warning}
+    for k, example in enumerate(examples):
+        fig = F.plot_example(example, pictures.get, items.title_of)
+        trigger = items.title_of(example["trigger"])
         section.blocks.append(Figure(f"example_{k + 1}", F.to_png(fig, config.dpi),
-                                     f"Request {rid}: trigger “{items.title_of(example['trigger'])}”."))
-        doc_json["examples"].append({**example, "models": [{"label": m[0], "targets": m[2]} for m in models]})
+                                     f"Request {example['request_id']}: trigger “{trigger}”."))
+        doc_json["examples"].append({**example, "models": [{"label": m[0], "targets": m[2]}
+                                                           for m in example["models"]]})
     return section
 
 
@@ -335,7 +444,8 @@ def _run_folder(run: Run) -> Path:
     return run_of_seed(next(iter(run.seeds.values())))
 
 
-def setup_section(scored: Scored, labelled: LabelledFolder, dataset: Path, config: ReportConfig) -> Section:
+def setup_section(scored: Scored, labelled: LabelledFolder, dataset: Path, config: ReportConfig,
+                  training: TrainingNotes | None = None, labelling_notes: list[str] | None = None) -> Section:
     t = scored.test
     section = Section("Data and runs")
     edges = ", ".join(f"{e:.3f}" for e in labelled.edges)
@@ -344,7 +454,24 @@ def setup_section(scored: Scored, labelled: LabelledFolder, dataset: Path, confi
         f"dataset `{dataset}`. Test split: {t['clicked'].size:,} impressions, "
         f"{np.unique(t['request_id']).size:,} requests, {np.unique(t['user_id']).size:,} users, "
         f"CTR {t['clicked'].mean():.2%}.")
-    section.blocks.append(Table(["Run", "Model", "Seeds", "Folder"],
-                                [[r.name, display_name(r), ", ".join(map(str, r.seeds)), str(_run_folder(r))]
-                                 for r in _order(scored.runs)]))
+    for note in labelling_notes or []:
+        section.blocks.append(f"**Note**: {note}.")
+    recipes = training.recipes if training is not None else {}
+    headers = ["Run", "Model", "Seeds", "Folder"] + (["Recipe"] if recipes else [])
+    section.blocks.append(Table(headers, [
+        [r.name, display_name(r), ", ".join(map(str, r.seeds)), str(_run_folder(r))]
+        + ([recipe_text(recipes.get(r.name, [])) or "not recorded"] if recipes else [])
+        for r in _order(scored.runs)]))
     return section
+
+
+def warning_lines(training: TrainingNotes, runs: list[Run]) -> list[str]:
+    """One line per warning the runs' training recorded: 'DIN (seed 1): text'."""
+    labels = {r.name: display_name(r) for r in runs}
+    out = []
+    for w in training.warnings:
+        seeds = w["seeds"]
+        where = (f" (seed {seeds[0]})" if len(seeds) == 1 else f" (seeds {', '.join(map(str, seeds))})" if seeds
+                 else "")
+        out.append(f"{labels.get(w['run'], w['run'])}{where}, from training: {w['text']}")
+    return out

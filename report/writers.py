@@ -21,6 +21,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     caption: str = ""
+    muted: frozenset[int] = frozenset()  # rows drawn grey (too small to read; their cells say so too)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Document:
     title: str
     lead: str
     sections: list[Section]
+    warnings: list[str] = field(default_factory=list)  # shown in a box right under the lead
 
     def figures(self) -> list[Figure]:
         return [b for s in self.sections for b in s.blocks if isinstance(b, Figure)]
@@ -59,6 +61,9 @@ def write_markdown(doc: Document, out: Path) -> Path:
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     lines = [f"# {doc.title}", "", doc.lead, ""]
+    if doc.warnings:
+        lines += [f"> **Warning**: {w}" + ("  " if k + 1 < len(doc.warnings) else "")
+                  for k, w in enumerate(doc.warnings)] + [""]
     for section in doc.sections:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
@@ -98,6 +103,9 @@ figure img { max-width: 100%; height: auto; border: 1px solid #e4e6ea; }
 figcaption { color: #555; font-size: 0.9em; margin-top: 4px; }
 code { background: #f0f2f5; padding: 1px 4px; border-radius: 3px; }
 nav a { margin-right: 14px; }
+div.warnings { background: #fff4e5; border: 1px solid #e8b25c; padding: 6px 12px; margin: 0.8em 0; }
+div.warnings p { margin: 0.3em 0; }
+tr.muted td { color: #9a9a9a; }
 #figure-warning { display: none; background: #fde8e8; border: 1px solid #e0a0a0; padding: 8px 12px; }
 """
 
@@ -146,8 +154,9 @@ def _table_html(t: Table) -> str:
         parts.append(f"<caption>{_inline(t.caption)}</caption>")
     parts.append("<thead><tr>" + "".join(f"<th{a}>{_inline(h)}</th>" for h, a in zip(t.headers, align))
                  + "</tr></thead><tbody>")
-    for row in t.rows:
-        parts.append("<tr>" + "".join(f"<td{a}>{_inline(str(c))}</td>" for c, a in zip(row, align)) + "</tr>")
+    for k, row in enumerate(t.rows):
+        cells = "".join(f"<td{a}>{_inline(str(c))}</td>" for c, a in zip(row, align))
+        parts.append(('<tr class="muted">' if k in t.muted else "<tr>") + cells + "</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
 
@@ -162,7 +171,11 @@ def _figure_html(f: Figure) -> str:
 def render_html(doc: Document) -> str:
     nav = " ".join(f'<a href="#{_anchor(s.title)}">{html.escape(s.title)}</a>' for s in doc.sections)
     body = [f"<h1>{html.escape(doc.title)}</h1>", f'<p class="lead">{_inline(doc.lead)}</p>',
-            '<div id="figure-warning"></div>', f"<nav>{nav}</nav>"]
+            '<div id="figure-warning"></div>']
+    if doc.warnings:
+        body.append('<div class="warnings">' + "".join(f"<p><strong>Warning</strong>: {_inline(w)}</p>"
+                                                      for w in doc.warnings) + "</div>")
+    body.append(f"<nav>{nav}</nav>")
     for section in doc.sections:
         body.append(f'<h2 id="{_anchor(section.title)}">{html.escape(section.title)}</h2>')
         for block in section.blocks:
