@@ -327,3 +327,26 @@ def test_train_daian_refuses_every_bad_items_or_users_table_in_one_line(base_dat
                                     str(folder), "--model", "din", "--run", str(folder / "run"),
                                     "--no-progress", "--epochs", "1", "--set", "cpu_threads=1"])
         _expect(case, code, err, "train-daian")
+
+
+@pytest.fixture(scope="module")
+def base_run(base_labels, base_store, tmp_path_factory) -> Path:
+    from daian.training.config import TrainConfig
+    from daian.training.trainer import train
+
+    run = tmp_path_factory.mktemp("bad_run") / "din"
+    train(TrainConfig(data=base_labels, store=base_store, run=run, model="din", progress=False,
+                      cpu_threads=1))
+    return run
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=cases(tables=("items",)).filter(lambda c: c.kind != "good"))
+def test_tir_report_refuses_every_bad_items_table_in_one_line(base_dataset, base_labels, base_run, case):
+    from report.cli import main
+
+    with mutated(base_dataset, case) as folder:
+        code, err = run_main(main, [str(base_run), "--data", str(base_labels), "--dataset", str(folder),
+                                    "--out", str(folder / "report"), "--no-progress"])
+        _expect(case, code, err, "tir-report")
