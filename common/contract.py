@@ -270,10 +270,18 @@ def iter_validated_batches(path: str | Path, name: str, batch_size: int = 1 << 2
     Uniqueness of item/user ids is not checked across batches here; those tables are small enough
     for `read_table`.
     """
+    for offset, batch in iter_parquet_batches(path, name, batch_size):
+        validate_table(batch, name, source=path, row_offset=offset, any_ts=any_ts)
+        yield batch.select(columns) if columns is not None else batch
+
+
+def iter_parquet_batches(path: str | Path, name: str, batch_size: int = 1 << 20,
+                         columns: list[str] | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(row offset, record batch) of a Parquet file, streamed; a file missing, empty, not Parquet
+    or corrupt past its footer is a ContractError naming it (and the row it broke after)."""
     path = Path(path)
-    pf = open_parquet(path, name)
     offset = 0
-    batches = pf.iter_batches(batch_size=batch_size)
+    batches = open_parquet(path, name).iter_batches(batch_size=batch_size, columns=columns)
     while True:
         try:
             batch = next(batches)
@@ -282,9 +290,8 @@ def iter_validated_batches(path: str | Path, name: str, batch_size: int = 1 << 2
         except (pa.ArrowException, OSError) as exc:
             raise ContractError(f"{path}: unreadable Parquet data after row {offset} "
                                 f"({' '.join(str(exc).split())})") from exc
-        validate_table(batch, name, source=path, row_offset=offset, any_ts=any_ts)
+        yield offset, batch
         offset += batch.num_rows
-        yield batch.select(columns) if columns is not None else batch
 
 
 def check_references(ids: np.ndarray, known: np.ndarray, label: str, column: str,

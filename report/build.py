@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from daian.run_folder import checkpoint_train_config, collect_runs
 from report import sections as S
+from report import sections_data as SD
 from report.config import ReportConfig
 from report.data import ItemTitles, Truth, resolve_inputs
 from report.provenance import check_labelling, training_notes
@@ -44,14 +45,14 @@ def build_report(config: ReportConfig) -> dict[str, Path]:
                       "training_warnings": training.warnings, "recipes": training.recipes,
                       "labelling_notes": labelling_notes}
     steps = [
-        lambda: S.setup_section(scored, labelled, dataset, config, training, labelling_notes),
+        lambda: SD.setup_section(scored, labelled, dataset, config, training, labelling_notes),
         lambda: S.comparison_section(scored, config, doc_json),
         lambda: S.ablation_section(scored, config, doc_json),
         lambda: S.intent_section(scored, labelled, truth, config, doc_json),
         lambda: S.diversity_section(scored, labelled, truth, items, config, doc_json),
         lambda: S.sweep_section(sweep, scored, labelled, config, doc_json),
-        lambda: S.ctr_section(labelled, config, doc_json),
-        lambda: S.examples_section(scored, items, config, doc_json),
+        lambda: SD.ctr_section(labelled, config, doc_json),
+        lambda: SD.examples_section(scored, items, config, doc_json),
     ]
     sections = []
     for step in tqdm(steps, desc="report: sections", disable=not config.progress, unit="section"):
@@ -62,7 +63,7 @@ def build_report(config: ReportConfig) -> dict[str, Path]:
     lead = (f"{len(runs)} runs over {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
             f"({', '.join(map(str, seeds))}), scored on the test split "
             "of the labelled data. Every number below is recomputed from the runs' predictions.parquet.")
-    warnings = S.warning_lines(training, runs)
+    warnings = SD.warning_lines(training, runs)
     doc = Document(config.title, lead, sections, warnings)
     config.out.mkdir(parents=True, exist_ok=True)
     md = write_markdown(doc, config.out)

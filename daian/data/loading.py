@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from common.contract import FILES, lookup_user_types, read_table, read_user_types

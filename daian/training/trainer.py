@@ -13,11 +13,9 @@ weights as an uninterrupted run.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from daian import run_folder as RF
