@@ -21,7 +21,8 @@ def _pick(result: dict, path: tuple[str, ...]):
 
 
 def _mean_std(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "n": len(values)}
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:
@@ -59,7 +60,8 @@ def comparison_rows(results: dict[str, dict], baseline: str = "din") -> list[dic
     rows = []
     for name, res in results.items():
         per_seed = res["per_seed"]
-        row = {"run": name, **{k: {"mean": v["mean"], "std": v["std"]} for k, v in summarise(per_seed).items()}}
+        row = {"run": name, **{k: {"mean": v["mean"], "std": v["std"], "n": v["n"]}
+                               for k, v in summarise(per_seed).items()}}
         if base is not None:
             impr = [M.rela_impr(per_seed[s]["ctr"]["auc"], base["per_seed"][s]["ctr"]["auc"])
                     for s in per_seed if s in base["per_seed"]]
@@ -70,7 +72,8 @@ def comparison_rows(results: dict[str, dict], baseline: str = "din") -> list[dic
 
 
 def format_table(rows: list[dict], baseline: str = "din") -> str:
-    """A Markdown table of the comparison rows (mean ± std over seeds)."""
+    """A Markdown table of the comparison rows: mean ± std over seeds, the mean alone for one seed
+    (a std of one value is not a spread)."""
     cols = [("auc", "AUC", 4), ("gauc", "GAUC", 4), ("rela_impr", f"RelaImpr vs {baseline.upper()} (%)", 2),
             ("logloss", "log loss", 4), ("js", "JS (per request)", 3)]
     extra = sorted({k for r in rows for k in r if k.startswith("js_population_")})
@@ -80,6 +83,11 @@ def format_table(rows: list[dict], baseline: str = "din") -> str:
         cells = []
         for key, _, digits in cols:
             v = r.get(key)
-            cells.append("" if v is None else f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}")
+            if v is None:
+                cells.append("")
+            elif v.get("n", 2) < 2:
+                cells.append(f"{v['mean']:.{digits}f}")
+            else:
+                cells.append(f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}")
         lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
