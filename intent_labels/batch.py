@@ -21,6 +21,7 @@ from common.contract import FILES, validate_table
 from retrieval.store import EmbeddingStore
 
 from .binning import SKETCH_BINS, similarity_sketch
+from .derived import leave_one_out
 from .history import (DAY_S, NO_CATEGORY_TRIGGER, BehaviourLog, ItemCatalog, histories,
                       store_rows, subsequences)
 from .labelled import LABEL_FIELDS, label_fields, similarity_level
@@ -184,6 +185,9 @@ class LabelContext:
     max_hist: int
     hist_days: float
     max_subseq: int
+    n_clicks: np.ndarray | None = None  # (R,) clicks per request (C of the leave-one-out intent); None: 0
+    past_intent: np.ndarray | None = None  # (R, n) float32 mean p of the user's earlier train requests
+    past_count: np.ndarray | None = None  # (R,) float32 how many such requests
 
     @property
     def levels(self) -> int:
@@ -213,6 +217,26 @@ def parquet_options(schema: pa.Schema) -> dict:
     """
     scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
     return {"compression": "lz4", "use_dictionary": scalars, "write_statistics": scalars}
+
+
+def _fixed_lists(values: np.ndarray) -> pa.ListArray:
+    """(N, n) -> a list<float32> column of N lists of n values."""
+    n, width = values.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * width),
+                                    pa.array(values.astype(np.float32).ravel(), pa.float32()))
+
+
+def _derived_columns(table: pa.Table, ctx: LabelContext, ridx: np.ndarray, sims: np.ndarray) -> dict:
+    """The leave-one-out intent and the past intent of each row (`intent_labels.derived`), from the
+    request table: a request's clicks are counted over the whole request, wherever its rows are."""
+    n, levels = table.num_rows, ctx.levels
+    total = ctx.n_clicks[ridx] if ctx.n_clicks is not None else np.zeros(n, np.int64)
+    loo, has_loo = leave_one_out(total, _np(table, "clicked"), ctx.intent[ridx], ctx.has_intent[ridx],
+                                 sims, ctx.edges)
+    past = ctx.past_intent[ridx] if ctx.past_intent is not None else np.zeros((n, levels), np.float32)
+    count = ctx.past_count[ridx] if ctx.past_count is not None else np.zeros(n, np.float32)
+    return {"intent_loo": _fixed_lists(loo), "has_intent_loo": pa.array(has_loo, pa.bool_()),
+            "past_intent": _fixed_lists(past), "past_count": pa.array(count, pa.float32())}
 
 
 def label_batch(batch: pa.Table | pa.RecordBatch, ctx: LabelContext, split: str | None = None) -> pa.Table:
@@ -256,6 +280,7 @@ def label_batch(batch: pa.Table | pa.RecordBatch, ctx: LabelContext, split: str 
     columns = {"intent": intent, "has_intent": pa.array(ctx.has_intent[ridx], pa.bool_()),
                "trigger_target_sim": pa.array(sims, pa.float32()),
                "sim_level": pa.array(similarity_level(sims, ctx.edges).astype(np.int8), pa.int8())}
+    columns |= _derived_columns(table, ctx, ridx, sims)
     gathered = {key: take_segments(r.offsets, inv) for key, r in ragged.items()}
     for name, source, value, arrow_type in LIST_COLUMNS:
         offsets, index = gathered[source]

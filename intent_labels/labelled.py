@@ -50,6 +50,11 @@ LABEL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("cat_subseq_item_ids", pa.list_(pa.int64())),  # history items in the trigger's category
     ("cat_subseq_ts", pa.list_(pa.int64())),
     ("cat_subseq_dt_min", pa.list_(pa.int32())),
+    # Derived from the request table (`intent_labels.derived`), so training can stream the rows:
+    ("intent_loo", pa.list_(pa.float32())),  # the request's intent without this row's click (DAIAN stage 2)
+    ("has_intent_loo", pa.bool_()),  # the request has another click besides this row's
+    ("past_intent", pa.list_(pa.float32())),  # mean p of the user's labelled train requests before this one
+    ("past_count", pa.float32()),  # how many such requests
 )
 
 

@@ -40,6 +40,7 @@ from .binning import edges_from_sketch, intent_distribution, load_bin_edges
 from .checks import (check_cross_batch_duplicates, check_rejects, check_request_users,
                      check_split_clicks)
 from .config import LabelConfig
+from .derived import past_intent
 from .history import DAY_S, BehaviourLog, ItemCatalog
 from .labelled import (DATASET_KEY, EDGES_KEY, INPUTS_KEY, LEVELS_KEY, MANIFEST, MANIFEST_VERSION, REJECTS,
                        SPLITS, STATS_DIR, VERSION_KEY, check_edges, similarity_level, split_file)
@@ -179,6 +180,16 @@ def build_requests(runs: pa.Table, clicks: pa.Table, edges: np.ndarray) -> Reque
                     intent, has_intent, np.bincount(cidx, minlength=request_ids.size), multi)
 
 
+def request_features(requests: Requests, boundary_ts: int) -> dict[str, np.ndarray]:
+    """Per request: its clicks (for the leave-one-out intent) and the past intent over the same
+    user's labelled train requests that started before it (`intent_labels.derived`). A test request
+    sees every train request of its user and never another test request's clicks."""
+    pool = requests.has_intent & (requests.ts < boundary_ts)
+    past, count = past_intent(requests.user_ids, requests.ts, requests.user_ids[pool], requests.ts[pool],
+                              requests.intent[pool])
+    return {"n_clicks": requests.n_clicks, "past_intent": past, "past_count": count}
+
+
 # ---------------------------------------------------------------------------------------------
 # The local engine
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +286,8 @@ def run(config: LabelConfig) -> Path:
                        request_ids=requests.request_ids, intent=requests.intent,
                        has_intent=requests.has_intent, boundary_ts=boundary,
                        subseq_level=config.subseq_level, max_hist=config.max_hist,
-                       hist_days=config.hist_days, max_subseq=config.max_subseq)
+                       hist_days=config.hist_days, max_subseq=config.max_subseq,
+                       **request_features(requests, boundary))
     if config.engine == "ray":
         from . import ray_engine
         outputs = ray_engine.label(config, inputs, ctx)

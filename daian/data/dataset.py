@@ -168,6 +168,32 @@ def _meta(table: pa.Table, source: str) -> dict[str, np.ndarray]:
     return meta
 
 
+DERIVED_COLUMNS = ("intent_loo", "has_intent_loo", "past_intent", "past_count")
+
+
+def _derived_columns(table: pa.Table, cols: dict, meta: dict, *, levels: int, bin_edges: np.ndarray,
+                     source: str) -> dict[str, np.ndarray]:
+    """The leave-one-out and past intent: read from the columns `label-intents` writes, or, for a
+    folder written before them, the leave-one-out intent from this table (a whole split) and a zero
+    past intent until `attach_past_intent` fills it."""
+    names = table.column_names
+    if all(c in names for c in DERIVED_COLUMNS):
+        loo, n_loo = ragged_to_padded(table.column("intent_loo"), levels, None, np.float32)
+        past, n_past = ragged_to_padded(table.column("past_intent"), levels, None, np.float32)
+        bad = np.flatnonzero((n_loo != levels) | (n_past != levels))
+        if bad.size:
+            raise ValueError(f"{source}: columns 'intent_loo' / 'past_intent' must hold {levels} values "
+                             f"(the manifest's levels) at rows {bad[:5].tolist()}")
+        return {"intent_loo": loo, "past_intent": past,
+                "has_intent_loo": _np(table.column("has_intent_loo"), "has_intent_loo", source).astype(bool),
+                "past_count": _np(table.column("past_count"), "past_count", source).astype(np.float32)}
+    loo, has_loo = leave_one_out_intent(meta["request_id"], meta["clicked"].astype(np.int64), cols["intent"],
+                                        cols["has_intent"], cols["tt_sim"], bin_edges)
+    return {"intent_loo": loo, "has_intent_loo": has_loo,
+            "past_intent": np.zeros((table.num_rows, levels), np.float32),
+            "past_count": np.zeros(table.num_rows, np.float32)}
+
+
 def tensorise(table: pa.Table, item_table: LookupTable, user_table: LookupTable, item_vec: np.ndarray, *,
               levels: int, bin_edges: np.ndarray, max_hist: int, max_subseq: int, max_page: int,
               max_dt: int, source: str = "labelled split") -> TIRDataset:
@@ -179,12 +205,7 @@ def tensorise(table: pa.Table, item_table: LookupTable, user_table: LookupTable,
     cols |= _impression_columns(table, max_page=max_page, source=source)
     cols |= _intent_columns(table, levels=levels, source=source)
     meta = _meta(table, source)
-    cols["intent_loo"], cols["has_intent_loo"] = leave_one_out_intent(
-        meta["request_id"], meta["clicked"].astype(np.int64), cols["intent"], cols["has_intent"],
-        cols["tt_sim"], bin_edges)
-    # No earlier requests until `attach_past_intent` says otherwise (load_data does, from train).
-    cols["past_intent"] = np.zeros((n, levels), np.float32)
-    cols["past_count"] = np.zeros(n, np.float32)
+    cols |= _derived_columns(table, cols, meta, levels=levels, bin_edges=bin_edges, source=source)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in cols.items()}
     return TIRDataset(tensors, torch.from_numpy(item_table.fields), torch.from_numpy(user_table.fields),
                       torch.from_numpy(np.asarray(item_vec, dtype=np.int64)), meta)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from common.contract import FILES, lookup_user_types, read_table, read_user_types
-from daian.data.dataset import TIRDataset, tensorise
+from daian.data.dataset import DERIVED_COLUMNS, TIRDataset, tensorise
 from daian.data.intent import attach_past_intent
 from daian.data.tables import (LookupTable, build_item_table, build_user_table, fit_vocabularies,
                                frozen_item_vectors, store_rows)
@@ -28,8 +28,9 @@ LABELLED_COLUMNS = (
     "has_intent", "hist_item_ids", "hist_dt_min", "mm_subseq_item_ids", "cat_subseq_item_ids",
     "trigger_target_sim",
 )
-# Read when present: the request time, which orders a user's requests for `past_intent`.
-OPTIONAL_COLUMNS = ("ts",)
+# Read when present: the request time, which orders a user's requests for `past_intent`, and the
+# leave-one-out / past intent columns label-intents writes (computed here for older folders).
+OPTIONAL_COLUMNS = ("ts", *DERIVED_COLUMNS)
 
 
 @dataclass
@@ -130,7 +131,10 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
                          max_page=max_page, max_dt=max_dt, source=str(folder.split_path(split)))
         for split in SPLITS
     }
-    has_past = attach_past_intent(splits["train"], splits["train"], splits["test"])
+    if all(c in t.column_names for t in tables.values() for c in DERIVED_COLUMNS):
+        has_past = True
+    else:  # a folder from before label-intents wrote the past intent: compute it from the train split
+        has_past = attach_past_intent(splits["train"], splits["train"], splits["test"])
     user_type = read_user_types(dataset_dir)
     if user_type is not None:
         for ds in splits.values():

@@ -81,3 +81,28 @@ def test_past_intent_ignores_the_evaluated_split_and_needs_ts(synthetic, tmp_pat
         bare = load_data(data, synthetic["store"], synthetic["dataset"], **caps)
     assert "past_intent" in caplog.text and not bare.summary["past_intent"]
     assert (bare.train.columns["past_count"] == 0).all() and (bare.test.columns["past_intent"] == 0).all()
+
+
+def test_label_intents_columns_equal_the_trainers_own(tiny_labelled, tmp_path):
+    """The derived columns label-intents writes give the features the trainer computes itself
+    from the whole splits of a folder that lacks them (a folder from before those columns)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from daian.data.dataset import DERIVED_COLUMNS
+
+    labelled, store, dataset = tiny_labelled
+    old = tmp_path / "old"
+    shutil.copytree(labelled, old)
+    for split in ("train", "test"):
+        table = pq.read_table(old / f"{split}.parquet")
+        assert set(DERIVED_COLUMNS) <= set(table.column_names)
+        pq.write_table(table.drop_columns(list(DERIVED_COLUMNS)), old / f"{split}.parquet")
+    new_b = load_data(labelled, store, dataset)
+    old_b = load_data(old, store, dataset)
+    for split in ("train", "test"):
+        a, b = getattr(new_b, split).columns, getattr(old_b, split).columns
+        for key in DERIVED_COLUMNS:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{split} {key}")
+        assert a["past_count"].sum() > 0 and a["has_intent_loo"].sum() > 0
