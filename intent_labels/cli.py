@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: in-process streaming; ray: Ray Data (pip install '.[ray]') (default %(default)s)")
     p.add_argument("--batch-rows", type=int, default=default_of(LabelConfig, "batch_rows"),
                    help="impressions per record batch (default %(default)s)")
+    p.add_argument("--row-group-rows", type=int, default=default_of(LabelConfig, "row_group_rows"),
+                   help="rows per output Parquet row group: the unit streaming training shuffles and each "
+                        "process of a multi-process run reads (default %(default)s)")
+    p.add_argument("--part-rows", type=int, default=default_of(LabelConfig, "part_rows"),
+                   help="rows per output file: a split with more is written as a folder "
+                        "OUT/<split>.parquet/ of part-NNNNN.parquet files (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
     return p
 
@@ -81,7 +87,8 @@ def _label(args: argparse.Namespace) -> None:
                          max_hist=args.max_hist, hist_days=args.hist_days, max_subseq=args.max_subseq,
                          edge_quantile=args.edge_quantile,
                          bin_edges=args.bin_edges, on_missing=args.on_missing, engine=args.engine,
-                         batch_rows=args.batch_rows, show_progress_bar=not args.no_progress,
+                         batch_rows=args.batch_rows, row_group_rows=args.row_group_rows,
+                         part_rows=args.part_rows, show_progress_bar=not args.no_progress,
                          allow_any_ts=args.allow_any_ts, allow_store_mismatch=args.allow_store_mismatch,
                          overwrite=args.overwrite)
     out = pipeline.run(config)

@@ -35,6 +35,8 @@ class LabelConfig:
     on_missing: str = "fail"  # impressions whose item or trigger lacks a vector: fail, or drop to rejects
     engine: str = "local"  # "local" (in-process, streaming) or "ray" (Ray Data)
     batch_rows: int = 65_536  # impressions per record batch: bounds memory of pass 2
+    row_group_rows: int = 16_384  # rows per output row group: the unit streaming training shuffles and shards
+    part_rows: int = 4_194_304  # rows per output file; a larger split is written as a folder of parts
     show_progress_bar: bool = True  # tqdm bars over the impression batches
     allow_any_ts: bool = False  # accept any unix seconds in [0, 1e11), not only 2000..now + 1 day
     allow_store_mismatch: bool = False  # label with a store embedded from another items file (logged)
@@ -54,7 +56,8 @@ class LabelConfig:
             self.train_fraction = float(self.train_fraction)
         elif self.train_days is None:
             self.train_days = DEFAULT_TRAIN_DAYS
-        for name in ("levels", "train_days", "min_split_requests", "max_hist", "max_subseq", "batch_rows"):
+        for name in ("levels", "train_days", "min_split_requests", "max_hist", "max_subseq", "batch_rows",
+                     "row_group_rows", "part_rows"):
             value = getattr(self, name)
             if value is None and name == "train_days":
                 continue  # chosen from train_fraction once the request days are known

@@ -40,6 +40,7 @@ from .binning import edges_from_sketch, intent_distribution, load_bin_edges
 from .checks import (check_cross_batch_duplicates, check_rejects, check_request_users,
                      check_split_clicks)
 from .config import LabelConfig
+from .parts import SplitWriter
 from .derived import past_intent
 from .history import DAY_S, BehaviourLog, ItemCatalog
 from .labelled import (DATASET_KEY, EDGES_KEY, INPUTS_KEY, LEVELS_KEY, MANIFEST, MANIFEST_VERSION, REJECTS,
@@ -222,9 +223,9 @@ def scan_local(config: LabelConfig, inputs: Inputs) -> dict[str, pa.Table]:
 def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[str, dict]:
     """Pass 2 in process: each batch's train rows, then its test rows, labelled and appended."""
     schema = output_schema(open_parquet(inputs.impression_files[0], "impressions").schema_arrow)
-    paths = {s: config.out / split_file(s) for s in SPLITS}
-    writers = {s: pq.ParquetWriter(p, schema, **parquet_options(schema)) for s, p in paths.items()}
-    rows = {s: 0 for s in paths}
+    writers = {s: SplitWriter(config.out / split_file(s), schema, part_rows=config.part_rows,
+                              row_group_rows=config.row_group_rows, **parquet_options(schema))
+               for s in SPLITS}
     # Encoding Parquet releases the GIL: write batch k on a thread while batch k+1 is labelled.
     # At most two writes wait, which bounds memory to a few batches.
     pending: list[Future] = []
@@ -239,15 +240,15 @@ def label_local(config: LabelConfig, inputs: Inputs, ctx: LabelContext) -> dict[
                     if part is not None and part.num_rows:
                         while len(pending) >= 2:
                             pending.pop(0).result()
-                        pending.append(pool.submit(writers[split].write_table, part))
-                        rows[split] += part.num_rows
+                        pending.append(pool.submit(writers[split].write, part))
                 bar.update(batch.num_rows)
             for f in pending:
                 f.result()
-    finally:
+    except BaseException:
         for w in writers.values():
-            w.close()
-    return {s: {"path": paths[s].name, "rows": rows[s]} for s in paths}
+            w.abort()
+        raise
+    return {s: {"path": w.close(), "rows": w.rows, "parts": len(w.parts)} for s, w in writers.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +316,9 @@ def _remove_stale_outputs(out: Path) -> None:
     """Outputs of an earlier run (of either engine, a split being a file or a folder of parts),
     replaced with `overwrite`; OUT/<split>/ is where the Ray engine wrote its parts before. The
     manifest goes first, so that a run stopped midway never leaves a folder that looks complete."""
-    for path in [out / MANIFEST, out / REJECTS] + [out / split_file(s) for s in SPLITS] + [out / s for s in SPLITS]:
+    splits = [out / split_file(s) for s in SPLITS]
+    for path in [out / MANIFEST, out / REJECTS] + splits + [p.with_name(p.name + ".partial") for p in splits] \
+            + [out / s for s in SPLITS]:
         if path.is_dir():
             shutil.rmtree(path)
         else:

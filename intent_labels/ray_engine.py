@@ -109,5 +109,5 @@ def label(config, inputs, ctx: LabelContext) -> dict[str, dict]:
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(schema.empty_table(), folder / "empty.parquet")
         n = int(np.sum([open_parquet(p, f"{split} split part").metadata.num_rows for p in parts])) if parts else 0
-        outputs[split] = {"path": f"{folder.name}/", "rows": n}
+        outputs[split] = {"path": f"{folder.name}/", "rows": n, "parts": max(len(parts), 1)}
     return outputs
