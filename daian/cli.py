@@ -19,13 +19,14 @@ from pathlib import Path
 
 from common.cli import default_of, fail, make_parser, run
 from daian import run_folder as RF
-from daian.training.config import OPTIMIZERS, DEVICES, TrainConfig, parse_set
+from daian.training.config import DEVICES, OPTIMIZERS, STREAM_MODES, TrainConfig, parse_set
 from daian.training.recipe import RECIPES
 
 PROG = "train-daian"
 # flag -> TrainConfig field, for the flags that set one field each (their default is the field's;
 # None for the recipe's fields: the recipe decides unless the flag is given)
-_FIELD_FLAGS = ("recipe", "epochs", "batch_size", "optimizer", "max_hist", "max_subseq", "device")
+_FIELD_FLAGS = ("recipe", "epochs", "batch_size", "optimizer", "max_hist", "max_subseq", "device", "stream",
+                "memory_budget_gb", "checkpoint_steps")
 
 
 def _ablations_help() -> str:
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = make_parser(PROG, "Train a CTR model on labelled trigger-induced recommendation samples; "
                                    "writes RUN/metrics.json, RUN/predictions.parquet and RUN/checkpoint/.")
-    p.add_argument("--data", required=True, help="label-intents output folder (train/test parquet + manifest.json)")
+    p.add_argument("--data", required=True,
+                   help="label-intents output folder (train/test parquet + manifest.json): a path or a "
+                        "filesystem URI pyarrow reads (file://, s3://, gs://, hdfs://)")
     p.add_argument("--store", required=True, help="embedding store folder (frozen multimodal item vectors)")
     p.add_argument("--dataset", help="dataset folder with items.parquet/users.parquet (default: the one "
                                      "named in the labelled manifest)")
@@ -76,10 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multimodal and category subsequence length T (default %(default)s)")
     p.add_argument("--device", choices=DEVICES, default=default_of(TrainConfig, "device"),
                    help="device (default %(default)s)")
+    p.add_argument("--stream", choices=STREAM_MODES, default=default_of(TrainConfig, "stream"),
+                   help="read the labelled splits row group by row group instead of whole: on, off, or "
+                        "auto (on once the in-memory path would pass --memory-budget-gb); default "
+                        "%(default)s, docs/scale.md")
+    p.add_argument("--memory-budget-gb", type=float,
+                   help="what the in-memory path may hold before auto streams (default: half of this "
+                        "machine's memory)")
+    p.add_argument("--checkpoint-steps", type=int, default=default_of(TrainConfig, "checkpoint_steps"),
+                   help="also checkpoint every this many steps inside an epoch, so that --resume "
+                        "continues mid-epoch (default %(default)s: at epoch ends only)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting (e.g. uim_epochs=2, optimizer=adam) or model setting "
                         "written model.<field> (e.g. model.dropout=0.1); repeatable; docs/config.md lists them; "
-                        "a recipe field set here wins over the recipe")
+                        "a recipe field set here wins over the recipe; stream_shards and stream_buffer_rows "
+                        "shape the streamed order (docs/scale.md)")
     p.add_argument("--run", required=True, help="output folder of the run")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from RUN's checkpoints (with the settings it was "

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
@@ -116,15 +117,31 @@ class LabelledFolder:
     levels: int  # n
     edges: np.ndarray  # (n + 1,) float64 level edges
     dataset: Path | None  # the labelled dataset folder, None when the manifest names none
+    fs: Any = None  # a pyarrow filesystem for a remote folder (s3://, gs://, ...); None: the local disk
 
     @classmethod
     def open(cls, path: str | Path) -> "LabelledFolder":
-        path = Path(path)
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
+        """A local folder, or a filesystem URI pyarrow understands (file://, s3://, ...)."""
+        from common.fs import local_path, remote_path
+
+        fs = None
+        local = local_path(path)
+        if local is not None:
+            path = local
+            manifest_path = path / MANIFEST
+            text = manifest_path.read_text() if manifest_path.is_file() else None
+        else:
+            fs, path = remote_path(path)
+            manifest_path = path / MANIFEST
+            info = fs.get_file_info(str(manifest_path))
+            text = None
+            if info.type == pafs.FileType.File:
+                with fs.open_input_stream(str(manifest_path)) as fh:
+                    text = fh.read().decode()
+        if text is None:
             raise FileNotFoundError(f"{path}: no {MANIFEST} (expected a label-intents output folder)")
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest_path}: not valid JSON ({exc})") from exc
         if not isinstance(manifest, dict) or EDGES_KEY not in manifest:
@@ -141,8 +158,13 @@ class LabelledFolder:
         named = manifest.get(DATASET_KEY)
         if named is not None and not isinstance(named, str):
             raise ValueError(f"{manifest_path}: '{DATASET_KEY}' must be a folder path, got {named!r}")
-        dataset = None if named is None else (Path(named) if Path(named).is_absolute() else path / named)
-        return cls(path, manifest, levels, edges, dataset)
+        if named is None:
+            dataset = None
+        elif Path(named).is_absolute():
+            dataset = Path(named)
+        else:  # relative to a remote folder: the caller names the local dataset folder
+            dataset = path / named if fs is None else None
+        return cls(path, manifest, levels, edges, dataset, fs)
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -152,6 +174,10 @@ class LabelledFolder:
     def split_path(self, split: str) -> Path:
         """OUT/<split>.parquet, a file or a folder of parts."""
         path = self.path / split_file(split)
+        if self.fs is not None:
+            if self.fs.get_file_info(str(path)).type == pafs.FileType.NotFound:
+                raise FileNotFoundError(f"{self.path}: no {path.name} (file or folder of parts)")
+            return path
         if not path.exists() and (self.path / split).is_dir():
             return self.path / split  # folders of parts written by the Ray engine before 2026-12-07
         if not path.exists():
@@ -162,6 +188,8 @@ class LabelledFolder:
     def schema(self, split: str) -> pa.Schema:
         path = self.split_path(split)
         try:
+            if self.fs is not None:
+                return pq.ParquetDataset(str(path), filesystem=self.fs).schema
             return pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{path}: not a readable Parquet file or folder ({exc})") from exc
@@ -174,7 +202,8 @@ class LabelledFolder:
         missing = [c for c in columns if c not in names]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {names}")
-        table = pq.read_table(path, columns=list(columns) + [c for c in optional if c in names])
+        table = pq.read_table(str(path) if self.fs is not None else path, filesystem=self.fs,
+                              columns=list(columns) + [c for c in optional if c in names])
         for name in (n for n, t in LABEL_FIELDS if pa.types.is_list(t)):
             if name in table.column_names:
                 t = table.schema.field(name).type

@@ -29,10 +29,12 @@ class EpochBatchSampler(torch.utils.data.Sampler):
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self.epoch, self.start_step = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """The next iteration draws epoch `epoch`'s order and skips its first `start_step` batches
+        (a run resumed mid-epoch)."""
+        self.epoch, self.start_step = epoch, start_step
 
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
@@ -43,7 +45,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         order = self._order()
-        for start in range(0, self.n, self.batch_size):
+        for start in range(self.start_step * self.batch_size, self.n, self.batch_size):
             chunk = order[start:start + self.batch_size]
             if self.world_size > 1:
                 if chunk.numel() < self.world_size:
@@ -52,6 +54,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
             yield chunk
 
     def __len__(self) -> int:
+        """Batches of a whole epoch (whatever start_step says)."""
         full, rest = divmod(self.n, self.batch_size)
         return full + (1 if rest and (self.world_size == 1 or rest >= self.world_size) else 0)
 
@@ -66,3 +69,22 @@ def make_loader(dataset: TIRDataset, sampler: EpochBatchSampler, *, num_workers:
     return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_as_is,
                                        num_workers=num_workers, pin_memory=pin_memory,
                                        persistent_workers=False)
+
+
+class EpochLoader:
+    """The in-memory path's loader: `set_epoch(epoch, start_step)`, `len()` (batches of a whole
+    epoch), iteration; the streaming path's `StreamingLoader` has the same three."""
+
+    def __init__(self, dataset: TIRDataset, sampler: EpochBatchSampler, *, num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
+        self.sampler = sampler
+        self.loader = make_loader(dataset, sampler, num_workers=num_workers, pin_memory=pin_memory)
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.sampler.set_epoch(epoch, start_step)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        return iter(self.loader)

@@ -198,7 +198,6 @@ def tensorise(table: pa.Table, item_table: LookupTable, user_table: LookupTable,
               levels: int, bin_edges: np.ndarray, max_hist: int, max_subseq: int, max_page: int,
               max_dt: int, source: str = "labelled split") -> TIRDataset:
     """Turn one labelled split into a `TIRDataset` (all vectorised; ValueError names bad columns/rows)."""
-    n = table.num_rows
     cols = _id_columns(table, item_table, user_table, source)
     cols |= _sequence_columns(table, item_table, max_hist=max_hist, max_subseq=max_subseq, max_dt=max_dt,
                               source=source)

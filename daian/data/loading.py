@@ -10,9 +10,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common.contract import FILES, lookup_user_types, read_table, read_user_types
+from daian.data.batching import EpochBatchSampler, EpochLoader
 from daian.data.dataset import DERIVED_COLUMNS, TIRDataset, tensorise
 from daian.data.intent import attach_past_intent
 from daian.data.tables import (LookupTable, build_item_table, build_user_table, fit_vocabularies,
@@ -45,6 +47,26 @@ class DataBundle:
     labelled: LabelledFolder  # the label-intents folder (levels, bin edges, manifest)
     dataset_dir: Path
     summary: dict  # row counts, CTR, coverage of the test split by the train vocabularies
+    streaming = False
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.train)
+
+    @property
+    def base_rate(self) -> float:
+        """The train split's click rate (the output bias starts there)."""
+        return float(self.train.columns["label"].float().mean()) if len(self.train) else 0.5
+
+    def train_loader(self, *, batch_size: int, seed: int, rank: int, world_size: int, num_workers: int = 0,
+                     pin_memory: bool = False, **_) -> "EpochLoader":
+        sampler = EpochBatchSampler(len(self.train), batch_size, shuffle=True, seed=seed, rank=rank,
+                                    world_size=world_size)
+        return EpochLoader(self.train, sampler, num_workers=num_workers, pin_memory=pin_memory)
+
+    def test_windows(self):
+        """The test split in order, as tensorised pieces with their meta (here: one, in memory)."""
+        yield self.test
 
 
 def resolve_dataset(folder: LabelledFolder, explicit: Path | None,
@@ -79,7 +101,7 @@ def _dataset_from_store(store: EmbeddingStore, recorded: str | None) -> Path | N
     return items.parent if digest == recorded else None
 
 
-def _sizes(vocabs: Vocabularies, *, max_page: int, max_dt: int, levels: int) -> FeatureSizes:
+def feature_sizes(vocabs: Vocabularies, *, max_page: int, max_dt: int, levels: int) -> FeatureSizes:
     return FeatureSizes(
         item_fields={"item": len(vocabs.item), "category": len(vocabs.category),
                      "top_category": len(vocabs.top_category), "brand": len(vocabs.brand),
@@ -107,26 +129,57 @@ def _summary(splits: dict[str, TIRDataset], item_table: LookupTable, user_table:
     }
 
 
-def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist: int = 50,
-              max_subseq: int = 20, max_page: int = 20, max_dt: int = 20160, price_buckets: int = 10,
-              vocabs: Vocabularies | None = None) -> DataBundle:
-    """Read and tensorise a labelled folder; `vocabs` given = reuse a checkpoint's id mappings."""
+@dataclass
+class Catalogue:
+    """What both data paths read besides the labelled rows: the catalogue-sized tables."""
+
+    folder: LabelledFolder
+    dataset_dir: Path
+    vocabs: Vocabularies
+    item_table: LookupTable
+    user_table: LookupTable
+    item_vec: np.ndarray  # item table row -> row of frozen_vectors
+    frozen_vectors: torch.Tensor
+    store_misses: int
+    store_dim: int
+
+
+def open_catalogue(data, store: Path, dataset: Path | None, fit, price_buckets: int,
+                   vocabs: Vocabularies | None = None) -> Catalogue:
+    """Open the labelled folder, the store and the dataset's items and users; `fit(items, users)`
+    fits the vocabularies on the train split unless `vocabs` (a checkpoint's) are given."""
     folder = LabelledFolder.open(data)
     emb_store = EmbeddingStore.load(store)
     dataset_dir = resolve_dataset(folder, dataset, emb_store)
     items = read_table(dataset_dir / FILES["items"], "items")
     users = read_table(dataset_dir / FILES["users"], "users")
-    tables = {split: folder.read(split, LABELLED_COLUMNS, optional=OPTIONAL_COLUMNS) for split in SPLITS}
     if vocabs is None:
-        vocabs = fit_vocabularies(tables["train"], items, users, price_buckets)
+        vocabs = fit(items, users)
     missing_profile = [f for f in vocabs.profile if f not in users.column_names]
     if missing_profile:
         raise ValueError(f"{dataset_dir / FILES['users']}: missing profile column(s) {missing_profile}")
     item_table = build_item_table(items, vocabs)
     user_table = build_user_table(users, vocabs)
     item_vec, store_misses = store_rows(emb_store, item_table)
+    return Catalogue(folder, dataset_dir, vocabs, item_table, user_table, item_vec,
+                     frozen_item_vectors(emb_store), store_misses, emb_store.dim)
+
+
+def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist: int = 50,
+              max_subseq: int = 20, max_page: int = 20, max_dt: int = 20160, price_buckets: int = 10,
+              vocabs: Vocabularies | None = None) -> DataBundle:
+    """Read and tensorise a labelled folder; `vocabs` given = reuse a checkpoint's id mappings."""
+    tables = {}
+
+    def fit(items, users):
+        return fit_vocabularies(tables["train"], items, users, price_buckets)
+
+    folder = LabelledFolder.open(data)
+    tables.update({split: folder.read(split, LABELLED_COLUMNS, optional=OPTIONAL_COLUMNS) for split in SPLITS})
+    cat = open_catalogue(data, store, dataset, fit, price_buckets, vocabs)
+    folder = cat.folder
     splits = {
-        split: tensorise(tables[split], item_table, user_table, item_vec, levels=folder.levels,
+        split: tensorise(tables[split], cat.item_table, cat.user_table, cat.item_vec, levels=folder.levels,
                          bin_edges=folder.edges, max_hist=max_hist, max_subseq=max_subseq,
                          max_page=max_page, max_dt=max_dt, source=str(folder.split_path(split)))
         for split in SPLITS
@@ -135,14 +188,18 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
         has_past = True
     else:  # a folder from before label-intents wrote the past intent: compute it from the train split
         has_past = attach_past_intent(splits["train"], splits["train"], splits["test"])
-    user_type = read_user_types(dataset_dir)
+    user_type = read_user_types(cat.dataset_dir)
     if user_type is not None:
         for ds in splits.values():
             ds.meta["user_type"] = lookup_user_types(user_type, ds.meta["user_id"])
-    summary = _summary(splits, item_table, user_table)
-    summary |= {"dataset": str(dataset_dir), "catalogue_items_missing_from_store": store_misses,
-                "store_dim": emb_store.dim, "past_intent": has_past,
-                "profile_fields": list(vocabs.profile)}  # every users.parquet column besides user_id
-    return DataBundle(splits["train"], splits["test"], vocabs,
-                      _sizes(vocabs, max_page=max_page, max_dt=max_dt, levels=folder.levels),
-                      frozen_item_vectors(emb_store), folder, dataset_dir, summary)
+    summary = _summary(splits, cat.item_table, cat.user_table)
+    summary |= catalogue_summary(cat, has_past)
+    return DataBundle(splits["train"], splits["test"], cat.vocabs,
+                      feature_sizes(cat.vocabs, max_page=max_page, max_dt=max_dt, levels=folder.levels),
+                      cat.frozen_vectors, folder, cat.dataset_dir, summary)
+
+
+def catalogue_summary(cat: Catalogue, has_past: bool) -> dict:
+    return {"dataset": str(cat.dataset_dir), "catalogue_items_missing_from_store": cat.store_misses,
+            "store_dim": cat.store_dim, "past_intent": has_past,
+            "profile_fields": list(cat.vocabs.profile)}  # every users.parquet column besides user_id

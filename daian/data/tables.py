@@ -66,12 +66,24 @@ def build_user_table(users: pa.Table, vocabs: Vocabularies) -> LookupTable:
     return _table(raw, cols)
 
 
+def train_ids(train: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, user ids) a train table shows: targets, triggers and history items; its users."""
+    hist = _combined(train.column("hist_item_ids")).values.to_numpy(zero_copy_only=False)
+    items = np.unique(np.concatenate([
+        train.column("item_id").to_numpy(), train.column("trigger_item_id").to_numpy(), hist]))
+    return items, np.unique(train.column("user_id").to_numpy())
+
+
 def fit_vocabularies(train: pa.Table, items: pa.Table, users: pa.Table, price_buckets: int) -> Vocabularies:
     """Fit every vocabulary on the train split (ids, and the side information of the train items)."""
-    hist = _combined(train.column("hist_item_ids")).values.to_numpy(zero_copy_only=False)
-    seen_items = np.unique(np.concatenate([
-        train.column("item_id").to_numpy(), train.column("trigger_item_id").to_numpy(), hist]))
-    seen_users = np.unique(train.column("user_id").to_numpy())
+    seen_items, seen_users = train_ids(train)
+    return vocabularies_for(seen_items, seen_users, items, users, price_buckets)
+
+
+def vocabularies_for(seen_items: np.ndarray, seen_users: np.ndarray, items: pa.Table, users: pa.Table,
+                     price_buckets: int) -> Vocabularies:
+    """The vocabularies of the ids the train split showed (the streaming path collects them batch
+    by batch): ids, and the side information of those items and users."""
     item_ids = items.column("item_id").to_numpy()
     in_train = np.isin(item_ids, seen_items)
     user_rows = np.isin(users.column("user_id").to_numpy(), seen_users)

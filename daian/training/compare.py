@@ -16,8 +16,8 @@ from daian.data.vocab import Vocabularies
 from daian.training import checkpoint as C
 from daian.training.config import TrainConfig
 from daian.training.summary import comparison_rows, format_table, write_seed_summary
-from daian.training.trainer import (data_arguments, is_distributed, is_main_process, load_bundle, seed_tasks,
-                                    train, train_seed)
+from daian.training.trainer import (choose_stream, data_arguments, is_distributed, is_main_process, load_bundle,
+                                    seed_tasks, train, train_seed)
 
 
 def _runs(config: TrainConfig, models: list[str], ablations: bool | list[str]) -> list[TrainConfig]:
@@ -59,6 +59,8 @@ def compare(config: TrainConfig, models: list[str], ablations: bool | list[str] 
     runs = _runs(config, models, ablations)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    config = choose_stream(config)  # every compared run on the same data path
+    runs = [sub.replace(stream=config.stream) for sub in runs]
     bundle = _load_bundle_for_compare(config, runs)
     if jobs == 1:
         results = {}

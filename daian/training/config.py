@@ -26,6 +26,7 @@ from daian.training.recipe import RECIPE_FIELDS, RECIPES, fill_recipe, recipe_va
 OPTIMIZERS = ("adagrad", "adam")
 LR_DECAYS = ("none", "linear")
 DEVICES = ("auto", "cpu", "cuda")
+STREAM_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -33,7 +34,7 @@ class TrainConfig:
     """One training run (one model, one or more seeds)."""
 
     # --- inputs and outputs
-    data: Path  # label-intents output folder: train.parquet, test.parquet (or folders of parts), manifest.json
+    data: str | Path  # label-intents output folder (train/test .parquet files or folders of parts, manifest.json): a path or a URI pyarrow reads (file://, s3://, ...)
     store: Path  # embedding store folder: the frozen multimodal item vectors
     run: Path  # output folder: checkpoint/, metrics.json, predictions.parquet (seed-S/ sub-runs for several seeds)
     dataset: Path | None = None  # dataset folder (items/users.parquet, truth/); None = read it from the labelled manifest
@@ -63,6 +64,12 @@ class TrainConfig:
     max_page: int = 20  # pages above this share one embedding
     max_dt: int = 20160  # minutes (14 days): older history intervals are clipped to it
     price_buckets: int = 10  # price -> quantile bucket over the train split's items
+    # --- data path (docs/scale.md)
+    stream: str = "auto"  # auto (stream once the in-memory path would pass memory_budget_gb) | on | off; a run records on/off
+    memory_budget_gb: float | None = None  # what the in-memory path may hold; None = half of physical memory
+    stream_shards: int = 1  # virtual shards of the streamed train split: a multiple of the process count; the batches depend on it, not on the processes
+    stream_buffer_rows: int = 262_144  # shuffle window: rows read, tensorised and permuted together (over all shards)
+    checkpoint_steps: int = 0  # also checkpoint every this many steps inside an epoch, so --resume continues mid-epoch (0: at epoch ends only)
     # --- execution
     device: str = "auto"  # auto (accelerate decides) | cpu | cuda
     num_workers: int = 0  # DataLoader workers assembling batches (0 = in the training process)
@@ -72,7 +79,9 @@ class TrainConfig:
     resume: bool = False  # continue from RUN/checkpoint (epoch granularity) instead of refusing a non-empty run
 
     def __post_init__(self) -> None:
-        self.data = Path(self.data)
+        from common.fs import is_uri
+
+        self.data = str(self.data) if is_uri(self.data) else Path(self.data)
         self.store = Path(self.store)
         self.run = Path(self.run)
         self.dataset = None if self.dataset is None else Path(self.dataset)
@@ -100,7 +109,14 @@ class TrainConfig:
                      "max_dt", "price_buckets"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads"):
+        if self.stream not in STREAM_MODES:
+            raise ValueError(f"stream must be one of {list(STREAM_MODES)}, got {self.stream!r}")
+        if self.memory_budget_gb is not None and not self.memory_budget_gb > 0:
+            raise ValueError(f"memory_budget_gb must be > 0, got {self.memory_budget_gb}")
+        for name in ("stream_shards", "stream_buffer_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads", "checkpoint_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "uim_lr", "die_lr"):

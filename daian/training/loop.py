@@ -23,15 +23,22 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
-              progress: bool, scheduler=None) -> dict:
-    """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows."""
+              progress: bool, scheduler=None, start_step: int = 0, partial: dict | None = None,
+              checkpoint_steps: int = 0, on_checkpoint=None) -> dict:
+    """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows.
+
+    A resumed epoch starts at `start_step` (the loader skips the batches before it) with the loss
+    sums of the steps already done (`partial`). With `checkpoint_steps`, `on_checkpoint(steps done,
+    partial sums)` is called every that many steps, so a run can resume mid-epoch.
+    """
     model.train()
-    totals: dict[str, torch.Tensor] = {}
-    rows = 0
+    partial = partial or {}
+    totals: dict[str, torch.Tensor] = {k: torch.as_tensor(v) for k, v in (partial.get("totals") or {}).items()}
+    rows = int(partial.get("rows", 0))
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not (progress and accelerator.is_local_main_process),
-               leave=False, unit="batch")
-    for step, (features, targets) in enumerate(bar):
+               leave=False, unit="batch", initial=start_step, total=len(loader))
+    for step, (features, targets) in enumerate(bar, start=start_step):
         features = to_device(features, accelerator.device)
         targets = to_device(targets, accelerator.device)
         loss, parts = stage.loss(model, features, targets)
@@ -46,6 +53,10 @@ def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *,
         rows += b
         for name, value in {"loss": loss.detach(), **parts}.items():
             totals[name] = totals.get(name, 0.0) + value * b
+        if checkpoint_steps and on_checkpoint is not None and (step + 1) % checkpoint_steps == 0 \
+                and step + 1 < len(loader):
+            on_checkpoint(step + 1, {"totals": {k: torch.as_tensor(v).detach().cpu() for k, v in totals.items()},
+                                     "rows": rows})
     return _epoch_means(totals, rows, time.perf_counter() - start, accelerator)
 
 
@@ -81,6 +92,30 @@ def predict(model: nn.Module, dataset: TIRDataset, *, batch_size: int = 16384, d
     score = torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
     intent = torch.cat(intents).numpy() if intents else None
     return score, intent
+
+
+def predict_windows(model: nn.Module, windows, *, batch_size: int = 16384, device="cpu",
+                    progress: bool = False) -> tuple[TIRDataset, np.ndarray, np.ndarray | None]:
+    """Score a split given as tensorised windows in order (the in-memory path: one window).
+
+    Returns the split as far as evaluation reads it (label, has_intent, intent and meta, the
+    windows joined), the scores and the predicted intent.
+    """
+    kept, scores, intents = [], [], []
+    for ds in windows:
+        s, i = predict(model, ds, batch_size=batch_size, device=device, progress=progress)
+        scores.append(s)
+        intents.append(i)
+        kept.append(ds)
+    if not kept:
+        raise ValueError("the test split has no rows to score")
+    if len(kept) == 1:
+        return kept[0], scores[0], intents[0]
+    cols = {k: torch.cat([ds.columns[k] for ds in kept]) for k in ("label", "has_intent", "intent")}
+    meta = {k: np.concatenate([ds.meta[k] for ds in kept]) for k in kept[0].meta}
+    joined = TIRDataset(cols, kept[0].item_fields, kept[0].user_fields, kept[0].item_vec, meta)
+    intent = None if intents[0] is None else np.concatenate(intents)
+    return joined, np.concatenate(scores), intent
 
 
 def evaluate(dataset: TIRDataset, scores: np.ndarray, intent: np.ndarray | None) -> dict:

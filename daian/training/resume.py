@@ -16,7 +16,7 @@ from daian.training.recipe import RECIPE_FIELDS
 
 # Settings that change where and how fast a run goes, not its results.
 EXECUTION_ONLY = frozenset({"progress", "resume", "num_workers", "device", "cpu_threads", "eval_batch_size",
-                            "run", "seeds"})
+                            "run", "seeds", "checkpoint_steps", "memory_budget_gb"})
 # Compared elsewhere: the model settings through the resolved model config (trainer._restore).
 COMPARED_ELSEWHERE = frozenset({"model_settings"})
 PATHS = ("data", "store", "dataset")

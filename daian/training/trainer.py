@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from daian import run_folder as RF
-from daian.data import DataBundle, EpochBatchSampler, load_data, make_loader
+from daian.data import DataBundle, load_data
 from daian.training import checkpoint as C
 from daian.training.checks import score_warnings
 from daian.training.config import TrainConfig
-from daian.training.loop import evaluate, init_output_bias, predict, run_epoch
+from daian.training.loop import evaluate, init_output_bias, predict_windows, run_epoch
 from daian.training.recipe import describe, resolve_recipe
 from daian.training.resume import fill_from_checkpoint, refuse_changes
 from daian.training.schedule import build_stages, frozen_outside, make_scheduler
@@ -113,7 +113,7 @@ def settle_config(config: TrainConfig, seed: int, bundle: DataBundle,
         meta = RF.read_checkpoint_config(resume_from)
         stored = meta.get("train") or {}
         config = fill_from_checkpoint(config, stored)
-    config, record = resolve_recipe(config, len(bundle.train))
+    config, record = resolve_recipe(config, bundle.train_rows)
     if resume_from is not None:
         refuse_changes(resume_from, stored, meta.get("seed"), config, seed)
         if isinstance(meta.get("recipe"), dict):  # what the run chose when it started
@@ -149,9 +149,9 @@ def _train_seed(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     model_config = config.model_config(defaults)
     model = build_model(model_config, bundle.sizes, bundle.frozen_vectors)
     if config.init_bias:
-        init_output_bias(model, float(bundle.train.columns["label"].float().mean()) if len(bundle.train) else 0.5)
-    state = {"stage": None, "stage_index": 0, "epoch": 0, "finished": False, "history": [],
-             "optimizer": None}
+        init_output_bias(model, bundle.base_rate)
+    state = {"stage": None, "stage_index": 0, "epoch": 0, "step": 0, "partial": None, "finished": False,
+             "history": [], "optimizer": None}
     if resume_from is not None:
         state = _restore(resume_from, model, model_config, accelerator, run_dir)
     if accelerator.is_main_process:  # after every refusal: the run goes ahead with this recipe
@@ -173,33 +173,48 @@ def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
     names = [s.name for s in stages]
     if state["stage"] is not None and state["stage"] not in names:
         raise ValueError(f"{run_dir}: checkpoint stage {state['stage']!r} not in this schedule {names}")
-    sampler = EpochBatchSampler(len(bundle.train), config.batch_size, shuffle=True, seed=seed,
-                                rank=accelerator.process_index, world_size=accelerator.num_processes)
-    loader = make_loader(bundle.train, sampler, num_workers=config.num_workers,
-                         pin_memory=accelerator.device.type == "cuda")
+    loader = bundle.train_loader(batch_size=config.batch_size, seed=seed, rank=accelerator.process_index,
+                                 world_size=accelerator.num_processes, num_workers=config.num_workers,
+                                 pin_memory=accelerator.device.type == "cuda", shards=config.stream_shards,
+                                 buffer_rows=config.stream_buffer_rows)
     epoch_offset = 0
     for index, stage in enumerate(stages):
-        done = 0
+        done, step = 0, 0
         if state["stage"] is not None:
             saved = names.index(state["stage"])
             if index < saved or (index == saved and state["epoch"] >= stage.epochs):
                 epoch_offset += stage.epochs
                 continue
-            done = state["epoch"] if index == saved else 0
+            if index == saved:
+                done, step = state["epoch"], state.get("step") or 0
+        loader.set_epoch(epoch_offset + done)  # the epoch's length, before the scheduler is built
         optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
         scheduler = make_scheduler(optimizer, config.lr_decay, stage.epochs * len(loader))
-        if done and state.get("optimizer") is not None:
+        if (done or step) and state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
         for epoch in range(done, stage.epochs):
-            sampler.set_epoch(epoch_offset + epoch)
+            start = step if epoch == done else 0
+            loader.set_epoch(epoch_offset + epoch, start)
             desc = f"{config.model} seed {seed} {stage.name} {epoch + 1}/{stage.epochs}"
+
+            def save_partial(steps_done: int, partial: dict, *, _epoch=epoch, _stage=stage, _index=index) -> None:
+                """A mid-epoch checkpoint: `steps_done` steps of epoch `_epoch` are in the weights."""
+                partial_state = {**state, "stage": _stage.name, "stage_index": _index, "epoch": _epoch,
+                                 "step": steps_done, "partial": partial, "finished": False,
+                                 "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict() if scheduler is not None else None}
+                C.save_checkpoint(run_dir, trainer_state=partial_state, **ckpt_args)
+
             with frozen_outside(model, stage, enabled=accelerator.num_processes == 1):
                 stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc,
-                                  progress=config.progress, scheduler=scheduler)
+                                  progress=config.progress, scheduler=scheduler, start_step=start,
+                                  partial=state.get("partial") if start else None,
+                                  checkpoint_steps=config.checkpoint_steps, on_checkpoint=save_partial)
             finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
-            state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "finished": finished,
+            state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "step": 0, "partial": None,
+                     "finished": finished,
                      "history": state["history"] + [{"stage": stage.name, "epoch": epoch + 1, **stats}],
                      "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None}
@@ -216,11 +231,11 @@ def _score(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundle, mo
     result = {}
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        scores, intent = predict(unwrapped, bundle.test, batch_size=config.eval_batch_size,
-                                 device=accelerator.device, progress=config.progress)
-        RF.write_predictions(run_dir, bundle.test.meta, scores, intent)
-        metrics = evaluate(bundle.test, scores, intent)
-        warnings = score_warnings(bundle.test.meta["clicked"], scores, metrics["ctr"]["auc"])
+        test, scores, intent = predict_windows(unwrapped, bundle.test_windows(), batch_size=config.eval_batch_size,
+                                               device=accelerator.device, progress=config.progress)
+        RF.write_predictions(run_dir, test.meta, scores, intent)
+        metrics = evaluate(test, scores, intent)
+        warnings = score_warnings(test.meta["clicked"], scores, metrics["ctr"]["auc"])
         for text in warnings:
             log.warning("warning: %s seed %s: %s", RF.run_name(config.model, config.ablation), seed, text)
         result = {"model": config.model, "ablation": config.ablation, "seed": seed, **metrics,
@@ -247,11 +262,38 @@ def seed_tasks(config: TrainConfig) -> list[tuple[TrainConfig, int, Path]]:
             for seed in config.seeds]
 
 
-def load_bundle(config: TrainConfig) -> DataBundle:
-    """Read the data of `config` (reusing a checkpoint's vocabularies when resuming)."""
+def choose_stream(config: TrainConfig) -> TrainConfig:
+    """`config` with `stream` on or off: auto streams once the in-memory path would hold more than
+    the memory budget; a resumed run keeps the path its checkpoint was trained on."""
+    if config.stream != "auto":
+        return config
+    if config.resume:
+        for run_dir in [config.run] + [RF.seed_dir(config.run, s) for s in config.seeds]:
+            ckpt = C.find_checkpoint(run_dir)
+            stored = (RF.read_checkpoint_config(ckpt).get("train") or {}).get("stream") if ckpt else None
+            if stored in ("on", "off"):
+                return config.replace(stream=stored)
+    from daian.data.stream_loading import in_memory_bytes, memory_budget
+
+    need = in_memory_bytes(config.data, config.max_hist, config.max_subseq)
+    budget = memory_budget(config.memory_budget_gb)
+    streaming = need > budget
+    (log.info if streaming else log.debug)(
+        "data path: %s (the in-memory path would hold about %.2f GB; budget %.2f GB)",
+        "streaming" if streaming else "in memory", need / 2 ** 30, budget / 2 ** 30)
+    return config.replace(stream="on" if streaming else "off")
+
+
+def load_bundle(config: TrainConfig):
+    """Read the data of `config` (reusing a checkpoint's vocabularies when resuming): a
+    `DataBundle` in memory, or a `StreamBundle` when `config.stream` is on."""
     vocabs = None
     if config.resume:
         vocabs = C.vocabularies_of([config.run] + [RF.seed_dir(config.run, s) for s in config.seeds])
+    if config.stream == "on":
+        from daian.data.stream_loading import load_streaming
+
+        return load_streaming(**data_arguments(config), vocabs=vocabs, progress=config.progress)
     return load_data(**data_arguments(config), vocabs=vocabs)
 
 
@@ -264,7 +306,11 @@ def train(config: TrainConfig, bundle: DataBundle | None = None) -> dict:
     from daian.training.summary import write_seed_summary
 
     config.model_config()  # fail on bad model settings before reading any data
-    bundle = bundle if bundle is not None else load_bundle(config)
+    if bundle is None:
+        config = choose_stream(config)
+        bundle = load_bundle(config)
+    elif config.stream == "auto":
+        config = config.replace(stream="on" if bundle.streaming else "off")
     if len(config.seeds) == 1:
         return train_seed(config, config.seeds[0], config.run, bundle)
     per_seed = {seed: train_seed(config, seed, run_dir, bundle) for _, seed, run_dir in seed_tasks(config)}

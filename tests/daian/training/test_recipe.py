@@ -109,7 +109,9 @@ def test_constant_scores_end_with_warnings(synthetic, bundle, tmp_path, monkeypa
     def constant(model, dataset, **kwargs):
         return np.full(len(dataset), 0.127, np.float32), None
 
-    monkeypatch.setattr(T, "predict", constant)
+    import daian.training.loop as L
+
+    monkeypatch.setattr(L, "predict", constant)  # what predict_windows calls
     config = TrainConfig(data=synthetic["labelled"], store=synthetic["store"], run=tmp_path / "run", model="din",
                          recipe="paper", batch_size=512, progress=False, max_hist=10, max_subseq=4,
                          model_settings={"mlp_hidden": (8,), "attention_hidden": (8,)})

@@ -24,6 +24,8 @@ from torch import nn
 from daian.models import build_model, registry
 from daian.models.base import ModelOutput
 from daian.training import trainer as T
+from daian.training.loop import predict
+from daian.data import EpochBatchSampler, make_loader
 from daian.training.checkpoint import load_checkpoint
 from daian.training.config import TrainConfig
 from daian.training.losses import ctr_loss, intent_kl
@@ -139,8 +141,8 @@ def test_stage_one_trains_only_the_uim(synthetic, bundle, tmp_path):
     stage = T.build_stages(config, model)[0]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     accelerator = T._accelerator(config)
-    sampler = T.EpochBatchSampler(len(bundle.train), 512, shuffle=True, seed=0)
-    stats = T.run_epoch(model, stage, stage.make_optimizer("adagrad"), T.make_loader(bundle.train, sampler),
+    sampler = EpochBatchSampler(len(bundle.train), 512, shuffle=True, seed=0)
+    stats = T.run_epoch(model, stage, stage.make_optimizer("adagrad"), make_loader(bundle.train, sampler),
                         accelerator, desc="uim", progress=False)
     assert stats["rows"] == len(bundle.train) and np.isfinite(stats["kl"])
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -174,11 +176,11 @@ def test_outputs_match_independent_recomputation(daian_run, bundle):
     assert [h["stage"] for h in metrics["train"]["history"]] == ["uim", "die", "ctr", "ctr"]
     # the saved checkpoint scores the test split exactly as the run did
     model, vocabs, meta = load_checkpoint(config.run / "checkpoint")
-    scores, pred = T.predict(model, bundle.test, batch_size=config.eval_batch_size)
+    scores, pred = predict(model, bundle.test, batch_size=config.eval_batch_size)
     np.testing.assert_allclose(scores, df.score.to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(pred, intent, atol=1e-6)
     # other batch sizes cut sequences to other lengths: equal up to float rounding
-    scores, _ = T.predict(model, bundle.test, batch_size=97)
+    scores, _ = predict(model, bundle.test, batch_size=97)
     np.testing.assert_allclose(scores, df.score.to_numpy(), rtol=1e-3)
     assert meta["progress"] == {"stage": "ctr", "stage_index": 2, "epoch": 2, "finished": True}
     assert meta["model"]["name"] == "daian" and meta["seed"] == 1
