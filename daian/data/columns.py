@@ -42,11 +42,13 @@ def ragged_to_padded(column: pa.ChunkedArray | pa.Array, width: int,
     if arr.null_count:
         full = np.where(arr.is_null().to_numpy(zero_copy_only=False), 0, full)
     lengths = np.minimum(full, width)
-    rows = np.repeat(np.arange(n), lengths)
-    pos = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    src = offsets[:-1][rows] + pos
-    taken = values[src]
+    if values.size == 0 or width == 0:
+        return out, full
+    # (N, width) positions into the flat values, clipped where a row is shorter than width
+    pos = offsets[:-1, None] + np.arange(width, dtype=np.int64)[None, :]
+    real = np.arange(width)[None, :] < lengths[:, None]
+    taken = values[np.minimum(pos, values.size - 1)]
     if map_values is not None:
-        taken = map_values(taken)
-    out[rows, pos] = taken
+        taken = map_values(taken.ravel()).reshape(taken.shape)
+    np.copyto(out, taken, where=real, casting="unsafe")
     return out, full

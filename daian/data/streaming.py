@@ -199,7 +199,7 @@ class _ShardStream:
         ds = self.make(self.source.read_many(groups, self.columns))
         rows = torch.cat([torch.arange(g.start, g.start + g.rows) for g in groups])  # split row numbers
         perm = torch.randperm(len(ds), generator=_generator(*self.key, w))
-        return {k: v[perm] for k, v in ds.columns.items()} | {ROW: rows[perm], "_n": torch.tensor(len(ds))}
+        return {"columns": ds.columns | {ROW: rows}, "perm": perm}
 
     def _submit(self, w: int):
         return self.pool.submit(self._load, w) if w < len(self.windows) else None
@@ -211,18 +211,19 @@ class _ShardStream:
         self.future = self._submit(self.next_window)
         self.pos = 0
 
-    def take(self, n: int) -> list[dict[str, torch.Tensor]]:
-        """The next `n` rows as column slices (a batch may span two windows)."""
+    def take(self, n: int) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """The next `n` rows as (window columns, row indices) parts (a batch may span two windows)."""
         parts = []
         while n > 0:
             if self.current is None:
                 raise RuntimeError(f"{self.source.name}: the stream ran out of rows ({n} short)")
-            left = int(self.current["_n"]) - self.pos
+            perm = self.current["perm"]
+            left = len(perm) - self.pos
             if left <= 0:
                 self._advance()
                 continue
             k = min(n, left)
-            parts.append({c: v[self.pos:self.pos + k] for c, v in self.current.items() if c != "_n"})
+            parts.append((self.current["columns"], perm[self.pos:self.pos + k]))
             self.pos += k
             n -= k
         return parts
@@ -274,8 +275,11 @@ class StreamingLoader:
                                     (self.seed, self.epoch, s), self.start_step, pool) for s in self.mine]
             for step in range(self.start_step, plan.steps):
                 parts = [p for s, stream in zip(self.mine, streams) for p in stream.take(int(plan.sizes[s, step]))]
-                cols = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-                rows = cols.pop(ROW)
+                if len(parts) == 1:  # the usual case: one gather from the window, as in memory
+                    cols, idx = parts[0]
+                else:
+                    cols = {k: torch.cat([c[k][i] for c, i in parts]) for k in parts[0][0]}
+                    idx = torch.arange(len(cols[ROW]))
                 batch = TIRDataset(cols, self.template.item_fields, self.template.user_fields,
                                    self.template.item_vec)
-                yield rows, batch[torch.arange(len(batch))]
+                yield cols[ROW][idx], batch[idx]

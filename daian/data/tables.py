@@ -22,6 +22,9 @@ from daian.models.base import ITEM_FIELDS
 from retrieval.store import EmbeddingStore
 
 
+DENSE_LIMIT = 1 << 24  # ids below this (or 8x the table) are looked up through a dense array (<= 64 MB)
+
+
 @dataclass
 class LookupTable:
     """Raw id -> table row -> per-field indices; row 0 is padding, row 1 an id absent from the table."""
@@ -30,8 +33,31 @@ class LookupTable:
     fields: np.ndarray  # (R + 2, F) int64 field indices (row 0 zeros, row 1 unknown everywhere)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Raw ids -> int32 table rows; ids not in the table -> 1."""
-        return Vocab(self.raw_ids).lookup(ids).astype(np.int32)
+        """Raw ids -> int32 table rows; ids not in the table -> 1.
+
+        Ids that are small non-negative integers (the usual case) go through a dense id -> row
+        array, one gather per value; others through a binary search over the sorted ids.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        dense = self._dense()
+        if dense is None:
+            return Vocab(self.raw_ids).lookup(ids).astype(np.int32)
+        inside = (ids >= 0) & (ids < dense.size)
+        if inside.all():
+            return dense[ids]
+        return np.where(inside, dense[np.where(inside, ids, 0)], UNKNOWN).astype(np.int32)
+
+    def _dense(self) -> np.ndarray | None:
+        cached = self.__dict__.get("_dense_rows", False)
+        if cached is not False:
+            return cached
+        dense = None
+        raw = self.raw_ids
+        if raw.size and raw[0] >= 0 and raw[-1] < max(DENSE_LIMIT, 8 * raw.size):
+            dense = np.full(int(raw[-1]) + 1, UNKNOWN, np.int32)
+            dense[raw] = np.arange(2, raw.size + 2, dtype=np.int32)
+        self.__dict__["_dense_rows"] = dense
+        return dense
 
 
 def _table(raw: np.ndarray, cols: list[np.ndarray]) -> LookupTable:

@@ -143,3 +143,13 @@ def tiny_labelled(tiny_labels, tiny_text_store, tiny_world) -> tuple[Path, Path,
     """The shared tiny simulated world, its MiniLM text store and its labels (tests/conftest.py):
     (labelled, store, dataset)."""
     return Path(tiny_labels), Path(tiny_text_store), Path(tiny_world)
+
+
+@pytest.fixture(scope="session")
+def small_groups(tmp_path_factory, tiny_world, tiny_text_store):
+    """The tiny world labelled in row groups of 500 rows and parts of 4,000 (train: a folder of
+    parts): what the streaming path reads."""
+    from intent_labels import label_intents
+
+    return label_intents(tiny_world, tiny_text_store, tmp_path_factory.mktemp("stream") / "labels",
+                         batch_rows=4096, row_group_rows=500, part_rows=4000, show_progress_bar=False)

@@ -12,15 +12,6 @@ from daian.data.streaming import deal, plan_epoch, split_sizes
 
 
 @pytest.fixture(scope="module")
-def small_groups(tmp_path_factory, tiny_world, tiny_text_store):
-    """The tiny world labelled in row groups of 500 rows and parts of 4,000 (train: a folder)."""
-    from intent_labels import label_intents
-
-    return label_intents(tiny_world, tiny_text_store, tmp_path_factory.mktemp("stream") / "labels",
-                         batch_rows=4096, row_group_rows=500, part_rows=4000, show_progress_bar=False)
-
-
-@pytest.fixture(scope="module")
 def both(small_groups, tiny_text_store, tiny_world):
     kwargs = dict(max_hist=20, max_subseq=8)
     return (load_data(small_groups, tiny_text_store, tiny_world, **kwargs),
