@@ -43,6 +43,12 @@ class Dice(nn.Module):
         self.register_buffer("running_var", torch.ones(dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Statistics and the gate in the parameters' dtype (float32), also under autocast, as
+        batch norm does; the output in the input's dtype."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward(x.to(self.alpha.dtype), mask).to(x.dtype)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is None:
             # Fused batch norm (no affine) gives the standardisation and its running averages;
             # fewer than two values (a batch of one, no real position) carry no statistics.

@@ -310,3 +310,27 @@ def test_attention_dims_must_divide_heads():
         MultiHeadSelfAttention(10, 4)
     with pytest.raises(ValueError, match="norm must be one of"):
         MultiHeadSelfAttention(8, 4, norm="sandwich")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_dice_under_bf16_autocast_keeps_float32_statistics(masked):
+    """Under autocast the Linear before Dice gives bf16: Dice standardises and gates in float32
+    (as batch norm does) and hands back bf16, close to the float32 result."""
+    from daian.layers.mlp import Dice
+
+    torch.manual_seed(0)
+    lin, dice = torch.nn.Linear(6, 5), Dice(5)
+    with torch.no_grad():
+        dice.alpha.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 7, 6)
+    mask = torch.rand(4, 7) > 0.3 if masked else None
+    ref = Dice(5)
+    ref.load_state_dict(dice.state_dict())
+    expected = ref(lin(x), mask) if masked else ref(lin(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = lin(x)
+        out = dice(h, mask) if masked else dice(h)
+    assert h.dtype == out.dtype == torch.bfloat16
+    assert dice.running_mean.dtype == torch.float32
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(dice.running_mean, ref.running_mean, atol=0.02, rtol=0.02)
