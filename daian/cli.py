@@ -37,6 +37,20 @@ def _ablations_help() -> str:
     return f"ablation of the model ({listed})"
 
 
+def _add_data_path_flags(p: argparse.ArgumentParser) -> None:
+    """Streaming and mid-epoch checkpoints (docs/scale.md)."""
+    p.add_argument("--stream", choices=STREAM_MODES, default=default_of(TrainConfig, "stream"),
+                   help="read the labelled splits row group by row group instead of whole: on, off, or "
+                        "auto (on once the in-memory path would pass --memory-budget-gb); default "
+                        "%(default)s, docs/scale.md")
+    p.add_argument("--memory-budget-gb", type=float,
+                   help="what the in-memory path may hold before auto streams (default: half of this "
+                        "machine's memory)")
+    p.add_argument("--checkpoint-steps", type=int, default=default_of(TrainConfig, "checkpoint_steps"),
+                   help="also checkpoint every this many steps inside an epoch, so that --resume "
+                        "continues mid-epoch (default %(default)s: at epoch ends only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from daian.models import registry
 
@@ -79,16 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multimodal and category subsequence length T (default %(default)s)")
     p.add_argument("--device", choices=DEVICES, default=default_of(TrainConfig, "device"),
                    help="device (default %(default)s)")
-    p.add_argument("--stream", choices=STREAM_MODES, default=default_of(TrainConfig, "stream"),
-                   help="read the labelled splits row group by row group instead of whole: on, off, or "
-                        "auto (on once the in-memory path would pass --memory-budget-gb); default "
-                        "%(default)s, docs/scale.md")
-    p.add_argument("--memory-budget-gb", type=float,
-                   help="what the in-memory path may hold before auto streams (default: half of this "
-                        "machine's memory)")
-    p.add_argument("--checkpoint-steps", type=int, default=default_of(TrainConfig, "checkpoint_steps"),
-                   help="also checkpoint every this many steps inside an epoch, so that --resume "
-                        "continues mid-epoch (default %(default)s: at epoch ends only)")
+    _add_data_path_flags(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training setting (e.g. uim_epochs=2, optimizer=adam) or model setting "
                         "written model.<field> (e.g. model.dropout=0.1); repeatable; docs/config.md lists them; "

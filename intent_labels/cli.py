@@ -9,6 +9,18 @@ from common.cli import default_of, make_parser, overwrite_help, run
 # numpy and pyarrow load inside build_parser and _label, so that a Ctrl-C while they import is one line.
 
 
+def _add_layout_flags(p) -> None:
+    """How the output splits are cut into row groups and files (docs/labels.md)."""
+    from .config import LabelConfig
+
+    p.add_argument("--row-group-rows", type=int, default=default_of(LabelConfig, "row_group_rows"),
+                   help="rows per output Parquet row group: the unit streaming training shuffles and each "
+                        "process of a multi-process run reads (default %(default)s)")
+    p.add_argument("--part-rows", type=int, default=default_of(LabelConfig, "part_rows"),
+                   help="rows per output file: a split with more is written as a folder "
+                        "OUT/<split>.parquet/ of part-NNNNN.parquet files (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from common.contract import ALLOW_ANY_TS_FLAG
 
@@ -66,12 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: in-process streaming; ray: Ray Data (pip install '.[ray]') (default %(default)s)")
     p.add_argument("--batch-rows", type=int, default=default_of(LabelConfig, "batch_rows"),
                    help="impressions per record batch (default %(default)s)")
-    p.add_argument("--row-group-rows", type=int, default=default_of(LabelConfig, "row_group_rows"),
-                   help="rows per output Parquet row group: the unit streaming training shuffles and each "
-                        "process of a multi-process run reads (default %(default)s)")
-    p.add_argument("--part-rows", type=int, default=default_of(LabelConfig, "part_rows"),
-                   help="rows per output file: a split with more is written as a folder "
-                        "OUT/<split>.parquet/ of part-NNNNN.parquet files (default %(default)s)")
+    _add_layout_flags(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown)")
     return p
 

@@ -32,12 +32,14 @@ STREAM_COLUMNS = (*LABELLED_COLUMNS, "ts", *DERIVED_COLUMNS)
 PASS_ROWS = 262_144  # rows per read of the streaming passes and of scoring
 
 
-def split_source(folder, split: str) -> ParquetSource:
-    """The split's row groups, refused unless it has every column the stream reads."""
+def split_source(folder, split: str, check: bool = True) -> ParquetSource:
+    """The split's row groups; with `check`, refused unless it has every column the stream reads."""
     import pyarrow.fs as pafs
 
     path = folder.split_path(split)
     source = ParquetSource.open(folder.fs or pafs.LocalFileSystem(), str(path), name=str(path))
+    if not check:
+        return source
     missing = [c for c in STREAM_COLUMNS if c not in source.schema.names]
     if missing:
         hint = (" (written before label-intents derived the leave-one-out and past intent: label "
@@ -159,25 +161,12 @@ def in_memory_bytes(data, max_hist: int, max_subseq: int) -> int:
     folder = LabelledFolder.open(data)
     total = 0
     for split in SPLITS:
-        source = split_source_any(folder, split)
-        names = set(LABELLED_COLUMNS) | {"ts", *DERIVED_COLUMNS}
-        for f in range(len(source.files)):
-            meta = source._file(f).metadata
-            for g in range(meta.num_row_groups):
-                rg = meta.row_group(g)
-                total += sum(rg.column(c).total_uncompressed_size for c in range(rg.num_columns)
-                             if rg.column(c).path_in_schema.split(".")[0] in names)
+        source = split_source(folder, split, check=False)
+        total += source.uncompressed_bytes(set(LABELLED_COLUMNS) | {"ts", *DERIVED_COLUMNS})
         levels = folder.levels
         per_row = 4 * (3 * max_hist + 2 * max_subseq + 4 * levels + 16)  # padded int32 rows, dt, intents, ids
         total += source.rows * per_row
     return total
-
-
-def split_source_any(folder, split: str) -> ParquetSource:
-    import pyarrow.fs as pafs
-
-    path = folder.split_path(split)
-    return ParquetSource.open(folder.fs or pafs.LocalFileSystem(), str(path), name=str(path))
 
 
 def memory_budget(gb: float | None) -> int:

@@ -86,6 +86,17 @@ class ParquetSource:
     def rows(self) -> int:
         return sum(g.rows for g in self.groups)
 
+    def uncompressed_bytes(self, columns: set[str]) -> int:
+        """What the named columns take decoded, from the Parquet metadata (no data read)."""
+        total = 0
+        for f in range(len(self.files)):
+            meta = self._file(f).metadata
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                total += sum(rg.column(c).total_uncompressed_size for c in range(rg.num_columns)
+                             if rg.column(c).path_in_schema.split(".")[0] in columns)
+        return total
+
     def read(self, group: RowGroup, columns: list[str]) -> pa.Table:
         return self._file(group.file).read_row_group(group.index, columns=columns)
 
