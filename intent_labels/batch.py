@@ -274,10 +274,7 @@ def label_batch(batch: pa.Table | pa.RecordBatch, ctx: LabelContext, split: str 
         ctx.log, lo, hi, ts[first], trig_rows[first], trig_cat, ctx.store.vectors, ctx.edges,
         ctx.subseq_level, ctx.max_subseq)
 
-    levels = ctx.levels
-    intent = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * levels),
-                                      pa.array(ctx.intent[ridx].ravel(), pa.float32()))
-    columns = {"intent": intent, "has_intent": pa.array(ctx.has_intent[ridx], pa.bool_()),
+    columns = {"intent": _fixed_lists(ctx.intent[ridx]), "has_intent": pa.array(ctx.has_intent[ridx], pa.bool_()),
                "trigger_target_sim": pa.array(sims, pa.float32()),
                "sim_level": pa.array(similarity_level(sims, ctx.edges).astype(np.int8), pa.int8())}
     columns |= _derived_columns(table, ctx, ridx, sims)

@@ -112,9 +112,13 @@ def feature_sizes(vocabs: Vocabularies, *, max_page: int, max_dt: int, levels: i
     )
 
 
+def unknown_count(table: LookupTable, rows: np.ndarray) -> int:
+    """How many of the table `rows` hold an id (the table's first field) the train split never showed."""
+    return int((table.fields[np.asarray(rows, np.int64), 0] == UNKNOWN).sum())
+
+
 def _unknown_share(table: LookupTable, rows: torch.Tensor) -> float:
-    """Share of `rows` whose id (the table's first field) the train split never showed."""
-    return float((table.fields[rows.long().numpy(), 0] == UNKNOWN).mean()) if len(rows) else 0.0
+    return unknown_count(table, rows.numpy()) / len(rows) if len(rows) else 0.0
 
 
 def _summary(splits: dict[str, TIRDataset], item_table: LookupTable, user_table: LookupTable) -> dict:
@@ -144,11 +148,11 @@ class Catalogue:
     store_dim: int
 
 
-def open_catalogue(data, store: Path, dataset: Path | None, fit, price_buckets: int,
+def open_catalogue(folder: LabelledFolder, store: Path, dataset: Path | None, fit,
                    vocabs: Vocabularies | None = None) -> Catalogue:
-    """Open the labelled folder, the store and the dataset's items and users; `fit(items, users)`
-    fits the vocabularies on the train split unless `vocabs` (a checkpoint's) are given."""
-    folder = LabelledFolder.open(data)
+    """Open the store and the dataset's items and users of an opened labelled folder;
+    `fit(items, users)` fits the vocabularies on the train split unless `vocabs` (a checkpoint's)
+    are given."""
     emb_store = EmbeddingStore.load(store)
     dataset_dir = resolve_dataset(folder, dataset, emb_store)
     items = read_table(dataset_dir / FILES["items"], "items")
@@ -176,8 +180,7 @@ def load_data(data: Path, store: Path, dataset: Path | None = None, *, max_hist:
 
     folder = LabelledFolder.open(data)
     tables.update({split: folder.read(split, LABELLED_COLUMNS, optional=OPTIONAL_COLUMNS) for split in SPLITS})
-    cat = open_catalogue(data, store, dataset, fit, price_buckets, vocabs)
-    folder = cat.folder
+    cat = open_catalogue(folder, store, dataset, fit, vocabs)
     splits = {
         split: tensorise(tables[split], cat.item_table, cat.user_table, cat.item_vec, levels=folder.levels,
                          bin_edges=folder.edges, max_hist=max_hist, max_subseq=max_subseq,

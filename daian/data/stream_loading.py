@@ -15,16 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import torch
 from tqdm.auto import tqdm
 
 from common.contract import lookup_user_types, read_user_types
 from daian.data.dataset import DERIVED_COLUMNS, TIRDataset, tensorise
 from daian.data.loading import (LABELLED_COLUMNS, Catalogue, catalogue_summary, feature_sizes,
-                                open_catalogue)
+                                open_catalogue, unknown_count)
 from daian.data.streaming import ParquetSource, StreamingLoader
 from daian.data.tables import train_ids, vocabularies_for
-from daian.data.vocab import UNKNOWN, Vocabularies
+from daian.data.vocab import Vocabularies
 from daian.models.base import FeatureSizes
 from intent_labels.labelled import SPLITS
 
@@ -34,8 +35,6 @@ PASS_ROWS = 262_144  # rows per read of the streaming passes and of scoring
 
 def split_source(folder, split: str, check: bool = True) -> ParquetSource:
     """The split's row groups; with `check`, refused unless it has every column the stream reads."""
-    import pyarrow.fs as pafs
-
     path = folder.split_path(split)
     source = ParquetSource.open(folder.fs or pafs.LocalFileSystem(), str(path), name=str(path))
     if not check:
@@ -69,10 +68,8 @@ def _test_pass(source: ParquetSource, cat: Catalogue) -> dict:
     for table in source.batches(["item_id", "user_id", "clicked"], PASS_ROWS):
         rows += table.num_rows
         clicks += int(np.asarray(table.column("clicked").to_numpy()).sum())
-        target = cat.item_table.rows(table.column("item_id").to_numpy())
-        unknown_target += int((cat.item_table.fields[target, 0] == UNKNOWN).sum())
-        user = cat.user_table.rows(table.column("user_id").to_numpy())
-        unknown_user += int((cat.user_table.fields[user, 0] == UNKNOWN).sum())
+        unknown_target += unknown_count(cat.item_table, cat.item_table.rows(table.column("item_id").to_numpy()))
+        unknown_user += unknown_count(cat.user_table, cat.user_table.rows(table.column("user_id").to_numpy()))
     return {"rows": rows, "clicks": clicks, "test_unknown_target_share": unknown_target / max(rows, 1),
             "test_unknown_user_share": unknown_user / max(rows, 1)}
 
@@ -136,7 +133,7 @@ def load_streaming(data, store, dataset=None, *, max_hist: int = 50, max_subseq:
     def fit(catalogue_items, catalogue_users):
         return vocabularies_for(items, users, catalogue_items, catalogue_users, price_buckets)
 
-    cat = open_catalogue(data, store, dataset, fit, price_buckets, vocabs)
+    cat = open_catalogue(folder, store, dataset, fit, vocabs)
     test = _test_pass(sources["test"], cat)
     summary = {"rows": {"train": rows, "test": test["rows"]},
                "ctr": {"train": clicks / rows if rows else float("nan"),
@@ -159,13 +156,11 @@ def in_memory_bytes(data, max_hist: int, max_subseq: int) -> int:
     from intent_labels.labelled import LabelledFolder
 
     folder = LabelledFolder.open(data)
+    per_row = 4 * (3 * max_hist + 2 * max_subseq + 4 * folder.levels + 16)  # padded int32 rows, dt, intents, ids
     total = 0
     for split in SPLITS:
         source = split_source(folder, split, check=False)
-        total += source.uncompressed_bytes(set(LABELLED_COLUMNS) | {"ts", *DERIVED_COLUMNS})
-        levels = folder.levels
-        per_row = 4 * (3 * max_hist + 2 * max_subseq + 4 * levels + 16)  # padded int32 rows, dt, intents, ids
-        total += source.rows * per_row
+        total += source.uncompressed_bytes(set(STREAM_COLUMNS)) + source.rows * per_row
     return total
 
 

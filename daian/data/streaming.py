@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -53,11 +54,14 @@ class ParquetSource:
         self.fs, self.files, self.name = fs, files, name
         self._handles: dict[int, pq.ParquetFile] = {}
         self.groups: list[RowGroup] = []
+        start = 0
         for i in range(len(files)):
             meta = self._file(i).metadata
-            self.groups += [RowGroup(i, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
-        starts = np.cumsum([0] + [g.rows for g in self.groups])[:-1]
-        self.groups = [RowGroup(g.file, g.index, g.rows, int(st)) for g, st in zip(self.groups, starts) if g.rows]
+            for g in range(meta.num_row_groups):
+                rows = meta.row_group(g).num_rows
+                if rows:
+                    self.groups.append(RowGroup(i, g, rows, start))
+                start += rows
         self.schema = self._file(0).schema_arrow if files else pa.schema([])
 
     @classmethod
@@ -205,7 +209,7 @@ class _ShardStream:
         self._advance()
         self.pos = skip
 
-    def _load(self, w: int) -> dict[str, torch.Tensor]:
+    def _load(self, w: int) -> dict:
         groups = self.windows[w]
         ds = self.make(self.source.read_many(groups, self.columns))
         rows = torch.cat([torch.arange(g.start, g.start + g.rows) for g in groups])  # split row numbers
