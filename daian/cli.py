@@ -26,7 +26,7 @@ PROG = "train-daian"
 # flag -> TrainConfig field, for the flags that set one field each (their default is the field's;
 # None for the recipe's fields: the recipe decides unless the flag is given)
 _FIELD_FLAGS = ("recipe", "epochs", "batch_size", "optimizer", "max_hist", "max_subseq", "device", "stream",
-                "memory_budget_gb", "checkpoint_steps")
+                "memory_budget_gb", "checkpoint_steps", "max_steps")
 
 
 def _ablations_help() -> str:
@@ -49,6 +49,9 @@ def _add_data_path_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-steps", type=int, default=default_of(TrainConfig, "checkpoint_steps"),
                    help="also checkpoint every this many steps inside an epoch, so that --resume "
                         "continues mid-epoch (default %(default)s: at epoch ends only)")
+    p.add_argument("--max-steps", type=int, default=default_of(TrainConfig, "max_steps"),
+                   help="end every epoch after this many steps (default %(default)s: whole epochs); for "
+                        "smoke runs and memory benchmarks, the model is not a result")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,7 @@ class TrainConfig:
     stream_shards: int = 1  # virtual shards of the streamed train split: a multiple of the process count; the batches depend on it, not on the processes
     stream_buffer_rows: int = 262_144  # shuffle window: rows read, tensorised and permuted together (over all shards)
     checkpoint_steps: int = 0  # also checkpoint every this many steps inside an epoch, so --resume continues mid-epoch (0: at epoch ends only)
+    max_steps: int = 0  # end every epoch after this many steps (0: whole epochs); smoke runs and memory benchmarks, not results
     # --- execution
     device: str = "auto"  # auto (accelerate decides) | cpu | cuda
     num_workers: int = 0  # DataLoader workers assembling batches (0 = in the training process)
@@ -116,7 +117,8 @@ class TrainConfig:
         for name in ("stream_shards", "stream_buffer_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads", "checkpoint_steps"):
+        for name in ("epochs", "uim_epochs", "die_epochs", "num_workers", "cpu_threads", "checkpoint_steps",
+                     "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "uim_lr", "die_lr"):

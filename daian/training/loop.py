@@ -17,6 +17,8 @@ from daian import metrics as M
 from daian.data import TIRDataset
 from daian.training.schedule import Stage
 
+EVAL_COLUMNS = ("label", "has_intent", "intent")  # the columns `evaluate` reads
+
 
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -24,21 +26,23 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
               progress: bool, scheduler=None, start_step: int = 0, partial: dict | None = None,
-              checkpoint_steps: int = 0, on_checkpoint=None) -> dict:
+              checkpoint_steps: int = 0, on_checkpoint=None, max_steps: int = 0) -> dict:
     """One pass over `loader`; returns the mean loss (and its parts) over the epoch's rows.
 
     A resumed epoch starts at `start_step` (the loader skips the batches before it) with the loss
     sums of the steps already done (`partial`). With `checkpoint_steps`, `on_checkpoint(steps done,
-    partial sums)` is called every that many steps, so a run can resume mid-epoch.
+    partial sums)` is called every that many steps, so a run can resume mid-epoch. With `max_steps`
+    the epoch ends after that many steps (smoke runs, memory benchmarks).
     """
     model.train()
+    steps = min(len(loader), max_steps) if max_steps else len(loader)
     partial = partial or {}
     totals: dict[str, torch.Tensor] = {k: torch.as_tensor(v) for k, v in (partial.get("totals") or {}).items()}
     rows = int(partial.get("rows", 0))
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not (progress and accelerator.is_local_main_process),
-               leave=False, unit="batch", initial=start_step, total=len(loader))
-    for step, (features, targets) in enumerate(bar, start=start_step):
+               leave=False, unit="batch", initial=start_step, total=steps)
+    for step, (features, targets) in enumerate(bar if start_step < steps else (), start=start_step):
         features = to_device(features, accelerator.device)
         targets = to_device(targets, accelerator.device)
         loss, parts = stage.loss(model, features, targets)
@@ -54,9 +58,12 @@ def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *,
         for name, value in {"loss": loss.detach(), **parts}.items():
             totals[name] = totals.get(name, 0.0) + value * b
         if checkpoint_steps and on_checkpoint is not None and (step + 1) % checkpoint_steps == 0 \
-                and step + 1 < len(loader):
+                and step + 1 < steps:
             on_checkpoint(step + 1, {"totals": {k: torch.as_tensor(v).detach().cpu() for k, v in totals.items()},
                                      "rows": rows})
+        if step + 1 >= steps:  # max_steps: stop before the loader reads a batch it will not train on
+            break
+    bar.close()
     return _epoch_means(totals, rows, time.perf_counter() - start, accelerator)
 
 
@@ -102,18 +109,20 @@ def predict_windows(model: nn.Module, windows, *, batch_size: int = 16384, devic
     windows joined), the scores and the predicted intent.
     """
     kept, scores, intents = [], [], []
+    template = None
     for ds in windows:
         s, i = predict(model, ds, batch_size=batch_size, device=device, progress=progress)
         scores.append(s)
         intents.append(i)
-        kept.append(ds)
-    if not kept:
+        # only what evaluation reads is kept: the feature columns of a window are dropped here,
+        # so scoring a split holds one window's features, not the whole split's
+        kept.append(({k: ds.columns[k] for k in EVAL_COLUMNS}, ds.meta))
+        template = ds
+    if template is None:
         raise ValueError("the test split has no rows to score")
-    if len(kept) == 1:
-        return kept[0], scores[0], intents[0]
-    cols = {k: torch.cat([ds.columns[k] for ds in kept]) for k in ("label", "has_intent", "intent")}
-    meta = {k: np.concatenate([ds.meta[k] for ds in kept]) for k in kept[0].meta}
-    joined = TIRDataset(cols, kept[0].item_fields, kept[0].user_fields, kept[0].item_vec, meta)
+    cols = {k: torch.cat([c[k] for c, _ in kept]) for k in EVAL_COLUMNS}
+    meta = {k: np.concatenate([m[k] for _, m in kept]) for k in kept[0][1]}
+    joined = TIRDataset(cols, template.item_fields, template.user_fields, template.item_vec, meta)
     intent = None if intents[0] is None else np.concatenate(intents)
     return joined, np.concatenate(scores), intent
 

@@ -189,7 +189,8 @@ def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
                 done, step = state["epoch"], state.get("step") or 0
         loader.set_epoch(epoch_offset + done)  # the epoch's length, before the scheduler is built
         optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
-        scheduler = make_scheduler(optimizer, config.lr_decay, stage.epochs * len(loader))
+        scheduler = make_scheduler(optimizer, config.lr_decay,
+                                   stage.epochs * (min(len(loader), config.max_steps) if config.max_steps else len(loader)))
         if (done or step) and state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
@@ -211,7 +212,8 @@ def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
                 stats = run_epoch(model, stage, optimizer, loader, accelerator, desc=desc,
                                   progress=config.progress, scheduler=scheduler, start_step=start,
                                   partial=state.get("partial") if start else None,
-                                  checkpoint_steps=config.checkpoint_steps, on_checkpoint=save_partial)
+                                  checkpoint_steps=config.checkpoint_steps, on_checkpoint=save_partial,
+                                  max_steps=config.max_steps)
             finished = index == len(stages) - 1 and epoch + 1 == stage.epochs
             state = {"stage": stage.name, "stage_index": index, "epoch": epoch + 1, "step": 0, "partial": None,
                      "finished": finished,

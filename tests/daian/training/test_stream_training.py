@@ -115,3 +115,28 @@ def test_two_processes_under_torchrun_see_the_batches_of_one(small_groups, tiny_
     for k, rows in enumerate(one):
         assert two[0][k] + two[1][k] == rows and two[0][k] and two[1][k]
     assert not set(sum(two[0], [])) & set(sum(two[1], []))  # each process its own shard
+
+
+@pytest.mark.parametrize("stream", ["on", "off"])
+def test_max_steps_ends_every_epoch_there_and_scores_the_whole_test_split(small_groups, tiny_text_store,
+                                                                         tiny_world, tmp_path, stream):
+    import pyarrow.parquet as pq
+
+    from intent_labels.labelled import LabelledFolder
+
+    cfg = _config(small_groups, tiny_text_store, tiny_world, tmp_path / "run", stream=stream, max_steps=3)
+    T.train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    history = metrics["train"]["history"]
+    folder = LabelledFolder.open(small_groups)
+    train_rows, test_rows = (pq.ParquetDataset(str(folder.split_path(s))).read(columns=["item_id"]).num_rows
+                             for s in ("train", "test"))
+    if stream == "on":  # the stream's T = ceil(N / 256) steps differ by at most one row, larger first
+        steps = -(-train_rows // 256)
+        base, extra = divmod(train_rows, steps)
+        expected = sum(base + (i < extra) for i in range(3))
+    else:
+        expected = 3 * 256
+    assert len(history) == 2  # both epochs ran, each cut at 3 steps
+    assert [h["rows"] for h in history] == [expected, expected]
+    assert len(pd.read_parquet(tmp_path / "run" / "predictions.parquet")) == test_rows
