@@ -24,6 +24,11 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def epoch_steps(loader, max_steps: int = 0) -> int:
+    """Steps one epoch trains: the loader's length, cut at `max_steps` when that is set."""
+    return min(len(loader), max_steps) if max_steps else len(loader)
+
+
 def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *, desc: str,
               progress: bool, scheduler=None, start_step: int = 0, partial: dict | None = None,
               checkpoint_steps: int = 0, on_checkpoint=None, max_steps: int = 0) -> dict:
@@ -35,7 +40,7 @@ def run_epoch(model: nn.Module, stage: Stage, optimizer, loader, accelerator, *,
     the epoch ends after that many steps (smoke runs, memory benchmarks).
     """
     model.train()
-    steps = min(len(loader), max_steps) if max_steps else len(loader)
+    steps = epoch_steps(loader, max_steps)
     partial = partial or {}
     totals: dict[str, torch.Tensor] = {k: torch.as_tensor(v) for k, v in (partial.get("totals") or {}).items()}
     rows = int(partial.get("rows", 0))

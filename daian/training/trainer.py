@@ -23,7 +23,7 @@ from daian.data import DataBundle, load_data
 from daian.training import checkpoint as C
 from daian.training.checks import score_warnings
 from daian.training.config import TrainConfig
-from daian.training.loop import evaluate, init_output_bias, predict_windows, run_epoch
+from daian.training.loop import epoch_steps, evaluate, init_output_bias, predict_windows, run_epoch
 from daian.training.recipe import describe, resolve_recipe
 from daian.training.resume import fill_from_checkpoint, refuse_changes
 from daian.training.schedule import build_stages, frozen_outside, make_scheduler
@@ -189,8 +189,7 @@ def _run_stages(config: TrainConfig, seed: int, run_dir: Path, bundle: DataBundl
                 done, step = state["epoch"], state.get("step") or 0
         loader.set_epoch(epoch_offset + done)  # the epoch's length, before the scheduler is built
         optimizer = accelerator.prepare_optimizer(stage.make_optimizer(config.optimizer))
-        scheduler = make_scheduler(optimizer, config.lr_decay,
-                                   stage.epochs * (min(len(loader), config.max_steps) if config.max_steps else len(loader)))
+        scheduler = make_scheduler(optimizer, config.lr_decay, stage.epochs * epoch_steps(loader, config.max_steps))
         if (done or step) and state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
